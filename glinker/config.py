@@ -1,0 +1,215 @@
+"""Pydantic models of a pipeline config (the YAML schema).
+
+Every model forbids unknown keys, so a typo such as ``min_confidense`` is an error naming the key
+instead of a silently ignored setting. Keys that glinker 0.1.x configs carry (``ttl``, ``write``,
+``field_mapping`` ...) are accepted so their YAML files load.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+SUPPORTED_L2_LAYERS = ("dict", "faiss")
+UNSUPPORTED_L2_LAYERS = ("redis", "elasticsearch", "postgres")
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+# --------------------------------------------------------------------------- node wiring
+
+
+class InputSpec(StrictModel):
+    """Where a processor input comes from: ``$input`` or another node's output key."""
+
+    source: str
+    fields: str | None = Field(None, description="attribute path such as 'entities' or 'texts'")
+    reduce: Literal["all", "first", "last", "flatten"] = "all"
+    default: Any = None
+
+
+class OutputSpec(StrictModel):
+    key: str
+    fields: str | list[str] | None = None
+
+
+class SchemaSpec(StrictModel):
+    template: str = "{label}"
+
+
+class NodeSpec(StrictModel):
+    id: str
+    processor: str
+    requires: list[str] = Field(default_factory=list)
+    inputs: dict[str, InputSpec] = Field(default_factory=dict)
+    output: OutputSpec
+    schema_: SchemaSpec | None = Field(None, alias="schema")
+    config: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def template(self) -> str | None:
+        return self.schema_.template if self.schema_ else None
+
+
+class PipelineSpec(StrictModel):
+    name: str = "pipeline"
+    description: str | None = None
+    nodes: list[NodeSpec]
+
+
+# --------------------------------------------------------------------------- processor configs
+
+
+class _ContextConfig(StrictModel):
+    max_left_context: int = Field(50, ge=0, description="characters of left context kept per mention")
+    max_right_context: int = Field(50, ge=0, description="characters of right context kept per mention")
+    min_entity_length: int = Field(2, ge=1, description="shorter mentions are dropped")
+
+
+class L1SpacyConfig(_ContextConfig):
+    model: str = "en_core_web_sm"
+    device: str = "cpu"
+    batch_size: int = Field(32, ge=1)
+    include_noun_chunks: bool = False
+    entity_types: list[str] | None = Field(None, description="keep only these spaCy labels (None = all)")
+    exclude_types: list[str] = Field(
+        default_factory=lambda: ["DATE", "TIME", "PERCENT", "MONEY", "QUANTITY", "ORDINAL", "CARDINAL"],
+        description="spaCy labels never kept (numbers and dates are not KB entities)",
+    )
+
+
+class L1GlinerConfig(_ContextConfig):
+    model: str
+    labels: list[str] = Field(min_length=1)
+    token: str | None = None
+    device: str = "cpu"
+    threshold: float = Field(0.3, ge=0.0, le=1.0)
+    flat_ner: bool = True
+    multi_label: bool = False
+    batch_size: int = Field(16, ge=1)
+    use_precomputed_embeddings: bool = True
+    max_length: int | None = Field(512, ge=16)
+    window_overlap: int = Field(32, ge=0, description="words shared by consecutive windows of a long text")
+
+
+class L1DictionaryConfig(_ContextConfig):
+    min_entity_length: int = Field(3, ge=1)
+    stop_words: list[str] = Field(default_factory=list, description="names never matched (normalised)")
+    use_default_stop_words: bool = Field(True, description="skip common English words that are also KB names")
+    entity_types: list[str] | None = Field(None, description="match only names of these entity types")
+    batch_size: int = Field(256, ge=1)
+
+
+class FuzzyConfig(StrictModel):
+    max_distance: int = 64
+    min_similarity: float = Field(0.6, ge=0.0, le=1.0)
+    n_gram_size: int = Field(3, ge=2, le=5)
+    prefix_length: int = 1
+
+
+class EmbeddingConfig(StrictModel):
+    enabled: bool = False
+    model_name: str | None = None
+    dim: int | None = None
+    precompute_on_load: bool = False
+    batch_size: int = Field(64, ge=1)
+    device: str = "cpu"
+    max_length: int = Field(128, ge=8)
+
+
+class L2LayerConfig(StrictModel):
+    type: str
+    priority: int = 0
+    # dict layer
+    search_mode: list[Literal["exact", "fuzzy"]] = Field(default_factory=lambda: ["exact", "fuzzy"])
+    fuzzy: FuzzyConfig | None = Field(default_factory=FuzzyConfig)
+    # faiss layer
+    top_k: int = Field(30, ge=1)
+    index: Literal["auto", "flat", "hnsw", "ivf"] = "auto"
+    query: Literal["mention", "mention_context"] = "mention"
+    # accepted for glinker 0.1.x configs; no effect on in-process layers
+    write: bool = True
+    cache_policy: str = "always"
+    ttl: int = 0
+    field_mapping: dict[str, str] | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        if value in UNSUPPORTED_L2_LAYERS:
+            raise ValueError(
+                f"L2 layer type {value!r} is not supported by this glinker; use 'dict' and/or 'faiss' "
+                "(in-process, over a KB loaded with load_entities or a kb_dir built by `glinker kb build`)"
+            )
+        if value not in SUPPORTED_L2_LAYERS:
+            raise ValueError(f"unknown L2 layer type {value!r}; expected one of {SUPPORTED_L2_LAYERS}")
+        return value
+
+
+class L2Config(StrictModel):
+    layers: list[L2LayerConfig] = Field(default_factory=lambda: [L2LayerConfig(type="dict")])
+    max_candidates: int = Field(30, ge=1)
+    min_popularity: int = 0
+    embeddings: EmbeddingConfig | None = None
+    fusion_k: int = Field(60, ge=1, description="k of reciprocal-rank fusion across layers")
+    abbreviations: bool = Field(True, description="expand abbreviations defined in the same text")
+    max_text_candidates: int = Field(
+        100_000, ge=1, description="bound on candidates per text when no mentions are given"
+    )
+
+    @model_validator(mode="after")
+    def _faiss_needs_encoder(self) -> L2Config:
+        if any(layer.type == "faiss" for layer in self.layers) and not (
+            self.embeddings and self.embeddings.enabled and self.embeddings.model_name
+        ):
+            raise ValueError(
+                "a 'faiss' layer needs embeddings: set embeddings: {enabled: true, model_name: ...}"
+            )
+        return self
+
+
+class L3Config(StrictModel):
+    model_name: str = Field(alias="model")
+    backend: Literal["gliner", "cross_encoder", "dense"] | None = Field(
+        None, description="None picks dense for sentence encoders, gliner otherwise"
+    )
+    token: str | None = None
+    huggingface_token: str | None = None
+    device: str = "cpu"
+    threshold: float = Field(0.5, ge=0.0, le=1.0)
+    flat_ner: bool = True
+    multi_label: bool = False
+    batch_size: int = Field(32, ge=1)
+    use_precomputed_embeddings: bool = True
+    cache_embeddings: bool = False
+    max_length: int | None = Field(512, ge=16)
+    top_k: int | None = Field(None, ge=1, description="score only the first k candidates of each mention")
+    context_chars: int = Field(100, ge=0, description="characters of context around a mention (dense)")
+    retrieval_weight: float = Field(
+        0.7, ge=0.0, le=1.0, description="dense: weight of the L2 retrieval score in the final score"
+    )
+
+
+class L4Config(StrictModel):
+    model_name: str = Field(alias="model")
+    backend: Literal["gliner", "cross_encoder"] = "gliner"
+    token: str | None = None
+    device: str = "cpu"
+    threshold: float = Field(0.5, ge=0.0, le=1.0)
+    flat_ner: bool = True
+    multi_label: bool = False
+    max_labels: int = Field(20, ge=1)
+    max_length: int | None = Field(512, ge=16)
+    batch_size: int = Field(8, ge=1)
+
+
+class L0Config(StrictModel):
+    min_confidence: float = Field(0.0, ge=0.0, le=1.0)
+    include_unlinked: bool = True
+    return_all_candidates: bool = False
+    strict_matching: bool = True
+    position_tolerance: int = Field(2, ge=0)

@@ -1,0 +1,403 @@
+"""The pipeline engine: DAGPipeline (a validated config), PipeContext (outputs of a run), DAGExecutor.
+
+A config is validated completely before any model loads: unknown processors and keys, missing
+inputs or sources, duplicate ids and cycles are :class:`ConfigError`s naming the node and key.
+Nodes run in topological order (networkx); inside a node the whole batch of texts is processed at once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+import orjson
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from .config import NodeSpec, PipelineSpec
+from .errors import ConfigError, InputError
+from .inputs import DEFAULT_MAX_TEXT_CHARS, validate_mentions, validate_texts
+from .kb import KnowledgeBase, LoadReport
+from .registry import load_layer, processor_info
+from .templates import parse_template
+
+INPUT_SOURCE = "$input"
+
+
+def _pydantic_problems(exc: ValidationError, prefix: str) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"] if p != "__root__")
+        where = f"{prefix}.{loc}" if loc else prefix
+        parts.append(f"key {where!r}: {err['msg']}")
+    return "; ".join(parts)
+
+
+class DAGPipeline:
+    """A validated pipeline config: nodes, their processor configs, and the execution order."""
+
+    def __init__(self, spec: PipelineSpec | Mapping[str, Any]):
+        if isinstance(spec, Mapping):
+            spec = self._parse(spec)
+        self.spec = spec
+        self.node_configs: dict[str, BaseModel] = {}
+        self.graph = nx.DiGraph()
+        self.order: list[str] = []
+        self._validate()
+
+    # ------------------------------------------------------------------ construction
+
+    @staticmethod
+    def _parse(data: Mapping[str, Any]) -> PipelineSpec:
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"a pipeline config must be a mapping, got {type(data).__name__}")
+        nodes = data.get("nodes")
+        if not isinstance(nodes, list) or not nodes:
+            raise ConfigError("a pipeline config needs a non-empty list 'nodes'")
+        try:
+            return PipelineSpec.model_validate(dict(data))
+        except ValidationError as exc:
+            problems = []
+            for err in exc.errors():
+                loc = list(err["loc"])
+                where = "pipeline"
+                if len(loc) >= 2 and loc[0] == "nodes" and isinstance(loc[1], int):
+                    node = nodes[loc[1]]
+                    node_id = node.get("id", f"#{loc[1]}") if isinstance(node, Mapping) else f"#{loc[1]}"
+                    where = f"node {node_id!r}"
+                    loc = loc[2:]
+                key = ".".join(str(p) for p in loc)
+                problems.append(f"{where}: key {key!r}: {err['msg']}")
+            raise ConfigError("; ".join(problems)) from None
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> DAGPipeline:
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"pipeline config not found: {path}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+        try:
+            return cls(data)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.spec.model_dump(by_alias=True, exclude_none=True)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(self.to_yaml(), encoding="utf-8")
+
+    @property
+    def nodes(self) -> list[NodeSpec]:
+        return self.spec.nodes
+
+    def node(self, node_id: str) -> NodeSpec:
+        return next(n for n in self.spec.nodes if n.id == node_id)
+
+    # ------------------------------------------------------------------ validation
+
+    def _validate(self) -> None:
+        producers: dict[str, str] = {}
+        for node in self.spec.nodes:
+            if node.id in self.graph:
+                raise ConfigError(f"duplicate node id {node.id!r}")
+            self.graph.add_node(node.id)
+            if node.output.key in producers or node.output.key == INPUT_SOURCE:
+                raise ConfigError(f"node {node.id!r}: output key {node.output.key!r} is already used")
+            producers[node.output.key] = node.id
+            info = processor_info(node.processor, node.id)
+            try:
+                self.node_configs[node.id] = info.config_model.model_validate(node.config)
+            except ValidationError as exc:
+                raise ConfigError(f"node {node.id!r}: {_pydantic_problems(exc, 'config')}") from None
+            if node.template is not None:
+                try:
+                    parse_template(node.template)
+                except ConfigError as exc:
+                    raise ConfigError(f"node {node.id!r}: key 'schema.template': {exc}") from None
+            for name in node.inputs:
+                if name not in info.inputs:
+                    raise ConfigError(
+                        f"node {node.id!r}: unknown input {name!r} for {node.processor}; "
+                        f"expected {', '.join(info.inputs)}"
+                    )
+            for name in info.required_inputs:
+                if name not in node.inputs:
+                    raise ConfigError(f"node {node.id!r}: missing required input {name!r} for {node.processor}")
+        for node in self.spec.nodes:
+            for dep in node.requires:
+                if dep not in self.graph:
+                    raise ConfigError(f"node {node.id!r}: key 'requires' names unknown node {dep!r}")
+                self.graph.add_edge(dep, node.id)
+            for name, spec in node.inputs.items():
+                if spec.source == INPUT_SOURCE:
+                    continue
+                if spec.source not in producers:
+                    raise ConfigError(
+                        f"node {node.id!r}: input {name!r} reads source {spec.source!r}, which no node "
+                        f"produces (known: {INPUT_SOURCE}, {', '.join(producers)})"
+                    )
+                if producers[spec.source] == node.id:
+                    raise ConfigError(f"node {node.id!r}: input {name!r} reads the node's own output")
+                self.graph.add_edge(producers[spec.source], node.id)
+        try:
+            cycle = nx.find_cycle(self.graph)
+        except nx.NetworkXNoCycle:
+            cycle = None
+        if cycle:
+            path = " -> ".join([u for u, _ in cycle] + [cycle[0][0]])
+            raise ConfigError(f"the pipeline has a cycle: {path}")
+        position = {n.id: i for i, n in enumerate(self.spec.nodes)}
+        self.order = list(nx.lexicographical_topological_sort(self.graph, key=position.__getitem__))
+
+
+class PipeContext:
+    """Everything one ``execute`` call produced, by output key."""
+
+    def __init__(self, pipeline_input: Any = None):
+        self._outputs: OrderedDict[str, Any] = OrderedDict()
+        self._metadata: dict[str, dict[str, Any]] = {}
+        self._pipeline_input = pipeline_input
+
+    def set(self, key: str, value: Any, metadata: dict[str, Any] | None = None) -> None:
+        self._outputs[key] = value
+        if metadata:
+            self._metadata[key] = metadata
+
+    def get(self, key: str) -> Any:
+        if key == INPUT_SOURCE:
+            return self._pipeline_input
+        return self._outputs.get(key)
+
+    def has(self, key: str) -> bool:
+        return key in self._outputs
+
+    def get_all_outputs(self) -> dict[str, Any]:
+        return dict(self._outputs)
+
+    def get_metadata(self, key: str) -> dict[str, Any] | None:
+        return self._metadata.get(key)
+
+    def get_execution_order(self) -> list[str]:
+        return list(self._outputs)
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return dict(self._outputs)
+
+    def timings(self) -> dict[str, float]:
+        return {m["node"]: m["seconds"] for m in self._metadata.values() if "seconds" in m}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "outputs": {k: _plain(v) for k, v in self._outputs.items()},
+            "execution_order": self.get_execution_order(),
+            "pipeline_input": _plain(self._pipeline_input),
+            "metadata": self._metadata,
+        }
+
+    def to_json(self, filepath: str | Path | None = None, indent: int = 2) -> str:
+        option = orjson.OPT_INDENT_2 if indent else 0
+        text = orjson.dumps(self.to_dict(), option=option | orjson.OPT_SERIALIZE_NUMPY).decode()
+        if filepath is not None:
+            Path(filepath).write_text(text, encoding="utf-8")
+        return text
+
+
+def _plain(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return value.to_dict()
+    if isinstance(value, BaseModel):
+        return value.model_dump()
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _resolve_fields(value: Any, path: str | None) -> Any:
+    if not path:
+        return value
+    for part in path.split("."):
+        mapped = part.endswith("[*]")
+        name = part[:-3] if mapped else part
+        if name:
+            value = [_attr(v, name) for v in value] if isinstance(value, list) and not mapped else _attr(value, name)
+        if value is None:
+            return None
+    return value
+
+
+def _attr(value: Any, name: str) -> Any:
+    if isinstance(value, Mapping):
+        return value.get(name)
+    return getattr(value, name, None)
+
+
+def _reduce(value: Any, mode: str) -> Any:
+    if mode == "all" or not isinstance(value, list):
+        return value
+    if mode == "first":
+        return value[0] if value else None
+    if mode == "last":
+        return value[-1] if value else None
+    flat: list[Any] = []
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(reversed(item))
+        else:
+            flat.append(item)
+    return flat
+
+
+@dataclass
+class Runtime:
+    """What layers share: the knowledge base and run options."""
+
+    kb: KnowledgeBase
+    verbose: bool = False
+
+
+class DAGExecutor:
+    """Runs a pipeline over batches of texts.
+
+    ``config`` is a dict, a :class:`DAGPipeline`, or a path to a YAML file. Processors (and their
+    models) are built here, once; ``execute`` may then be called any number of times, also from
+    several threads (calls are serialised on a lock: layers hold models and caches that are not
+    thread-safe).
+    """
+
+    def __init__(
+        self,
+        config: Mapping[str, Any] | DAGPipeline | str | Path,
+        verbose: bool = False,
+        kb: KnowledgeBase | None = None,
+        max_text_chars: int = DEFAULT_MAX_TEXT_CHARS,
+    ):
+        if isinstance(config, DAGPipeline):
+            self.pipeline = config
+        elif isinstance(config, (str, Path)):
+            self.pipeline = DAGPipeline.from_yaml(config)
+        elif isinstance(config, Mapping):
+            self.pipeline = DAGPipeline(config)
+        else:
+            raise ConfigError(f"config must be a dict, a DAGPipeline or a YAML path, got {type(config).__name__}")
+        self.verbose = verbose
+        self.max_text_chars = max_text_chars
+        self.kb = kb or KnowledgeBase()
+        self.runtime = Runtime(kb=self.kb, verbose=verbose)
+        self._lock = threading.RLock()
+        self.processors: dict[str, Any] = {}
+        for node_id in self.pipeline.order:
+            node = self.pipeline.node(node_id)
+            build = load_layer(node.processor)
+            self.processors[node_id] = build(node, self.pipeline.node_configs[node_id], self.runtime)
+
+    @property
+    def nodes(self) -> list[NodeSpec]:
+        return self.pipeline.nodes
+
+    # ------------------------------------------------------------------ running
+
+    def execute(self, pipeline_input: Mapping[str, Any]) -> PipeContext:
+        """Run every node over the batch ``{"texts": [...], "entities": [[{text,start,end}...]...]}``."""
+        data = self._validated_input(pipeline_input)
+        context = PipeContext(data)
+        with self._lock:
+            for node_id in self.pipeline.order:
+                node = self.pipeline.node(node_id)
+                kwargs = {
+                    name: _reduce(_resolve_fields(context.get(spec.source), spec.fields), spec.reduce)
+                    if context.get(spec.source) is not None
+                    else spec.default
+                    for name, spec in node.inputs.items()
+                }
+                started = time.perf_counter()
+                try:
+                    result = self.processors[node_id](**kwargs)
+                except Exception as exc:
+                    exc.add_note(f"in pipeline node {node_id!r} ({node.processor})")
+                    raise
+                context.set(
+                    node.output.key,
+                    result,
+                    {"node": node_id, "processor": node.processor, "seconds": time.perf_counter() - started},
+                )
+        return context
+
+    def _validated_input(self, pipeline_input: Any) -> dict[str, Any]:
+        if not isinstance(pipeline_input, Mapping):
+            raise InputError(f"execute() takes a dict such as {{'texts': [...]}}, got {type(pipeline_input).__name__}")
+        if "texts" not in pipeline_input:
+            raise InputError("execute() input has no 'texts'")
+        data = dict(pipeline_input)
+        data["texts"] = validate_texts(pipeline_input["texts"], self.max_text_chars)
+        if pipeline_input.get("entities") is not None:
+            data["entities"] = validate_mentions(pipeline_input["entities"], data["texts"])
+        return data
+
+    # ------------------------------------------------------------------ knowledge base
+
+    def load_entities(
+        self,
+        source: str | Path | Iterable[Mapping] | Mapping,
+        target_layers: list[str] | None = None,
+        batch_size: int = 1000,
+        overwrite: bool = False,
+        on_error: str = "raise",
+        rejects_path: str | Path | None = None,
+    ) -> LoadReport:
+        """Load entities into the KB shared by every layer.
+
+        ``source`` is a ``.jsonl``/``.jsonl.gz`` path, a list of dicts, a dict of dicts, or a kb_dir
+        made by ``glinker kb build``. ``target_layers`` and ``batch_size`` are accepted for
+        glinker 0.1.x compatibility: all in-process layers share one KB.
+        """
+        with self._lock:
+            if isinstance(source, (str, Path)) and Path(source).is_dir():
+                self.kb.open_dir(source)
+                report = LoadReport(loaded=len(self.kb))
+            else:
+                report = self.kb.load(source, overwrite=overwrite, on_error=on_error, rejects_path=rejects_path)
+            for processor in self.processors.values():
+                if getattr(processor, "precompute_on_load", False):
+                    processor.precompute(batch_size=64, progress=self.verbose)
+            return report
+
+    def precompute_embeddings(self, batch_size: int = 64, target_layers: list[str] | None = None) -> dict[str, int]:
+        """Embed every KB entity for each layer that uses vectors; returns vectors made per node."""
+        done = {}
+        with self._lock:
+            for node_id, processor in self.processors.items():
+                if hasattr(processor, "precompute"):
+                    done[node_id] = processor.precompute(batch_size=batch_size, progress=self.verbose)
+        return done
+
+    def count_entities(self) -> dict[str, int]:
+        """Entities visible to each L2 layer type (they share one KB)."""
+        counts = {}
+        for node in self.nodes:
+            if node.processor == "l2_chain":
+                for layer in self.pipeline.node_configs[node.id].layers:
+                    counts[layer.type] = len(self.kb)
+        return counts or {"kb": len(self.kb)}
+
+    def clear_databases(self) -> None:
+        with self._lock:
+            self.kb.clear()

@@ -1,0 +1,215 @@
+"""NameIndex: every KB name (labels and aliases), normalised, with three vectorised lookups.
+
+- ``exact``: normalised name -> entity rows (sorted 64-bit hashes + ``searchsorted``).
+- ``similar``: character n-gram TF-IDF cosine against every distinct name (an inverted index in CSR
+  arrays; scores accumulated with numpy, no per-name Python loop).
+- ``scan``: every KB name occurring in a text, longest match first (a gazetteer): all token windows
+  of the text are hashed at once and looked up in the same sorted hash array.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .columns import StringColumn, span_hashes, string_hash
+from .normalize import normalize_name, tokens_with_offsets
+
+ARRAYS = (
+    "key_hash",
+    "key_name_offsets",
+    "key_names",
+    "name_entity",
+    "key_tokens",
+    "gram_hash",
+    "gram_offsets",
+    "post_keys",
+    "post_weights",
+    "gram_idf",
+)
+
+
+@dataclass(slots=True)
+class NameMatch:
+    """A KB name found in a text: characters ``start:end`` of the text match key ``key``."""
+
+    start: int
+    end: int
+    key: int
+
+
+class NameIndex:
+    def __init__(self, arrays: dict[str, np.ndarray], keys: StringColumn, ngram: int):
+        self.a = arrays
+        self.keys = keys
+        self.ngram = ngram
+        self.num_keys = len(keys)
+        self.max_tokens = int(arrays["key_tokens"].max()) if self.num_keys else 0
+
+    # ------------------------------------------------------------------ building
+
+    @classmethod
+    def build(cls, names: StringColumn, name_entity: np.ndarray, ngram: int = 3) -> NameIndex:
+        normalized = StringColumn.from_strings(normalize_name(n) for n in names.tolist())
+        hashes = normalized.hashes()
+        key_hash, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
+        order = np.argsort(inverse, kind="stable")
+        key_name_offsets = np.zeros(len(key_hash) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(inverse, minlength=len(key_hash)), out=key_name_offsets[1:])
+        keys = StringColumn.from_strings(normalized.take(first))
+        key_text = keys.tolist()
+        arrays = {
+            "key_hash": key_hash,
+            "key_name_offsets": key_name_offsets,
+            "key_names": order.astype(np.int64),
+            "name_entity": np.asarray(name_entity, dtype=np.int64),
+            "key_tokens": np.array([k.count(" ") + 1 if k else 0 for k in key_text], dtype=np.int32),
+        }
+        arrays.update(_ngram_arrays(key_text, ngram))
+        return cls(arrays, keys, ngram)
+
+    def save(self, directory: Path) -> list[Path]:
+        paths = []
+        for name in ARRAYS:
+            path = directory / f"names.{name}.npy"
+            np.save(path, self.a[name])
+            paths.append(path)
+        return paths + self.keys.save(directory, "names.keys")
+
+    @classmethod
+    def load(cls, directory: Path, ngram: int) -> NameIndex:
+        arrays = {name: np.load(directory / f"names.{name}.npy", mmap_mode="r") for name in ARRAYS}
+        return cls(arrays, StringColumn.load(directory, "names.keys"), ngram)
+
+    # ------------------------------------------------------------------ lookups
+
+    def key_of(self, normalized: str) -> int | None:
+        h = np.uint64(string_hash(normalized))
+        i = int(np.searchsorted(self.a["key_hash"], h))
+        if i < self.num_keys and self.a["key_hash"][i] == h and self.keys[i] == normalized:
+            return i
+        return None
+
+    def name_rows(self, key: int) -> np.ndarray:
+        lo, hi = self.a["key_name_offsets"][key], self.a["key_name_offsets"][key + 1]
+        return self.a["key_names"][lo:hi]
+
+    def entity_rows(self, key: int) -> np.ndarray:
+        return self.a["name_entity"][self.name_rows(key)]
+
+    def exact(self, text: str) -> int | None:
+        """Key of the KB name equal to ``text`` after normalisation."""
+        normalized = normalize_name(text)
+        return self.key_of(normalized) if normalized else None
+
+    def similar(self, text: str, k: int, min_similarity: float) -> tuple[np.ndarray, np.ndarray]:
+        """Keys most similar to ``text`` by n-gram TF-IDF cosine, best first, and their scores."""
+        grams = _grams(normalize_name(text), self.ngram)
+        if len(grams) == 0 or self.num_keys == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        hashes, counts = np.unique(grams, return_counts=True)
+        gram_hash = self.a["gram_hash"]
+        pos = np.clip(np.searchsorted(gram_hash, hashes), 0, max(len(gram_hash) - 1, 0))
+        known = gram_hash[pos] == hashes if len(gram_hash) else np.zeros(len(hashes), bool)
+        unknown_idf = math.log(self.num_keys + 1) + 1.0
+        idf = np.where(known, self.a["gram_idf"][pos], unknown_idf)
+        weights = (1.0 + np.log(counts)) * idf
+        weights /= np.sqrt((weights**2).sum())
+        offsets = self.a["gram_offsets"]
+        slices = [(offsets[p], offsets[p + 1], w) for p, w, ok in zip(pos, weights, known, strict=True) if ok]
+        if not slices:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        post_keys = np.concatenate([self.a["post_keys"][lo:hi] for lo, hi, _ in slices])
+        post_w = np.concatenate([self.a["post_weights"][lo:hi] * w for lo, hi, w in slices])
+        uniq, inverse = np.unique(post_keys, return_inverse=True)
+        scores = np.bincount(inverse, weights=post_w).astype(np.float32)
+        keep = scores >= min_similarity
+        uniq, scores = uniq[keep], scores[keep]
+        if len(uniq) > k:
+            top = np.argpartition(-scores, k - 1)[:k]
+            uniq, scores = uniq[top], scores[top]
+        order = np.lexsort((uniq, -scores))
+        return uniq[order].astype(np.int64), scores[order]
+
+    def scan(self, text: str, min_chars: int = 1, max_tokens: int = 10) -> list[NameMatch]:
+        """Every KB name in ``text``: longest first, no overlaps, in text order."""
+        tokens = list(tokens_with_offsets(text))
+        if not tokens or self.num_keys == 0:
+            return []
+        encoded = [t[0].encode("utf-8") for t in tokens]
+        lengths = np.array([len(b) for b in encoded], dtype=np.int64)
+        byte_start = np.concatenate([[0], np.cumsum(lengths + 1)[:-1]])
+        byte_end = byte_start + lengths
+        codes = np.frombuffer(b" ".join(encoded), dtype=np.uint8)
+        n_tok, width = len(tokens), max(1, min(self.max_tokens, max_tokens))
+        first = np.repeat(np.arange(n_tok), width)
+        last = first + np.tile(np.arange(width), n_tok)
+        valid = last < n_tok
+        first, last = first[valid], last[valid]
+        hashes = span_hashes(codes, byte_start[first], byte_end[last])
+        key_hash = self.a["key_hash"]
+        pos = np.clip(np.searchsorted(key_hash, hashes), 0, self.num_keys - 1)
+        hit = np.flatnonzero(key_hash[pos] == hashes)
+        found = []
+        for i in hit:
+            f, l, key = int(first[i]), int(last[i]), int(pos[i])
+            start, end = tokens[f][1], tokens[l][2]
+            if end - start >= min_chars and self.keys[key] == codes[byte_start[f] : byte_end[l]].tobytes().decode():
+                found.append((l - f, start, end, key, f, l))
+        found.sort(key=lambda m: (-m[0], m[1]))
+        taken = np.zeros(n_tok, dtype=bool)
+        matches = []
+        for _, start, end, key, f, l in found:
+            if not taken[f : l + 1].any():
+                taken[f : l + 1] = True
+                matches.append(NameMatch(start, end, key))
+        matches.sort(key=lambda m: m.start)
+        return matches
+
+
+def _grams(normalized: str, n: int) -> np.ndarray:
+    if not normalized:
+        return np.zeros(0, np.uint64)
+    codes = np.frombuffer(f" {normalized} ".encode("utf-32-le"), dtype=np.uint32)
+    count = len(codes) - n + 1
+    if count <= 0:
+        return np.zeros(0, np.uint64)
+    starts = np.arange(count)
+    return span_hashes(codes, starts, starts + n)
+
+
+def _ngram_arrays(keys: list[str], n: int) -> dict[str, np.ndarray]:
+    """Inverted index gram -> (key, L2-normalised TF-IDF weight), as CSR arrays."""
+    padded = [f" {k} " for k in keys]
+    lengths = np.array([len(p) for p in padded], dtype=np.int64)
+    codes = np.frombuffer("".join(padded).encode("utf-32-le"), dtype=np.uint32)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]) if len(keys) else np.zeros(0, np.int64)
+    per_key = np.maximum(lengths - n + 1, 0) * (lengths > 2)
+    key_of = np.repeat(np.arange(len(keys), dtype=np.int64), per_key)
+    within = np.arange(int(per_key.sum())) - np.repeat(np.cumsum(per_key) - per_key, per_key)
+    gram_starts = np.repeat(starts, per_key) + within
+    hashes = span_hashes(codes, gram_starts, gram_starts + n)
+    order = np.lexsort((key_of, hashes))
+    hashes, key_of = hashes[order], key_of[order]
+    pair_start = np.flatnonzero(
+        np.concatenate([[True], (hashes[1:] != hashes[:-1]) | (key_of[1:] != key_of[:-1])])
+    ) if len(hashes) else np.zeros(0, np.int64)
+    tf = np.diff(np.concatenate([pair_start, [len(hashes)]]))
+    pair_hash, pair_key = hashes[pair_start], key_of[pair_start]
+    gram_hash, gram_first, df = np.unique(pair_hash, return_index=True, return_counts=True)
+    idf = np.log((len(keys) + 1) / (df + 1)) + 1.0
+    weights = (1.0 + np.log(tf)) * np.repeat(idf, df)
+    norms = np.sqrt(np.bincount(pair_key, weights=weights**2, minlength=len(keys)))
+    weights = weights / np.maximum(norms[pair_key], 1e-12)
+    offsets = np.zeros(len(gram_hash) + 1, dtype=np.int64)
+    np.cumsum(df, out=offsets[1:])
+    return {
+        "gram_hash": gram_hash,
+        "gram_offsets": offsets,
+        "post_keys": pair_key.astype(np.int32),
+        "post_weights": weights.astype(np.float32),
+        "gram_idf": idf.astype(np.float32),
+    }

@@ -1,0 +1,1 @@
+"""Model loading: offline-first name resolution, a shared sentence encoder, spaCy and GLiNER loaders."""

@@ -1,0 +1,148 @@
+"""The data that flows between layers, and the L0 records users read.
+
+Plain slotted dataclasses: cheap to build by the million. Each has ``to_dict()`` and the pydantic-style
+``model_dump()`` alias that glinker 0.1.x users call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+class _Record:
+    __slots__ = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def model_dump(self) -> dict[str, Any]:
+        return asdict(self)
+
+    # pydantic v1 spelling, used by 0.1.x code
+    dict = model_dump
+
+
+@dataclass(slots=True)
+class Mention(_Record):
+    """A span of the original text: ``text == source_text[start:end]``."""
+
+    text: str
+    start: int
+    end: int
+    label: str | None = None
+    left_context: str = ""
+    right_context: str = ""
+    score: float | None = None
+
+    @classmethod
+    def from_span(
+        cls,
+        source: str,
+        start: int,
+        end: int,
+        label: str | None = None,
+        score: float | None = None,
+        left_chars: int = 50,
+        right_chars: int = 50,
+    ) -> Mention:
+        return cls(
+            text=source[start:end],
+            start=start,
+            end=end,
+            label=label,
+            left_context=source[max(0, start - left_chars) : start],
+            right_context=source[end : end + right_chars],
+            score=score,
+        )
+
+
+@dataclass(slots=True)
+class Candidate(_Record):
+    """A KB entity proposed for a mention by L2 (``DatabaseRecord`` in glinker 0.1.x)."""
+
+    entity_id: str
+    label: str
+    aliases: list[str] = field(default_factory=list)
+    description: str = ""
+    entity_type: str = ""
+    popularity: int = 0
+    metadata: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+    score: float = 0.0
+    matched_name: str = ""
+
+
+DatabaseRecord = Candidate
+
+
+@dataclass(slots=True)
+class MentionCandidates(_Record):
+    """One mention with its L2 candidates, best first."""
+
+    mention: Mention
+    candidates: list[Candidate]
+
+
+@dataclass(slots=True)
+class L3Entity(_Record):
+    """The disambiguation of one mention. ``entity_id`` is None when no candidate passed the threshold."""
+
+    text: str
+    start: int
+    end: int
+    entity_id: str | None
+    label: str
+    score: float
+    class_probs: dict[str, float] = field(default_factory=dict)
+    stage: str = "l3"
+
+
+@dataclass(slots=True)
+class LinkedEntity(_Record):
+    entity_id: str
+    label: str
+    score: float
+    confidence: float
+    start: int
+    end: int
+    matched_text: str
+
+
+@dataclass(slots=True)
+class L0Entity(_Record):
+    """One mention as the pipeline finally sees it."""
+
+    mention_text: str
+    mention_start: int
+    mention_end: int
+    label: str | None = None
+    left_context: str = ""
+    right_context: str = ""
+    candidates: list[Candidate] = field(default_factory=list)
+    num_candidates: int = 0
+    linked_entity: LinkedEntity | None = None
+    is_linked: bool = False
+    candidate_scores: dict[str, float] = field(default_factory=dict)
+    pipeline_stage: str = ""
+
+
+@dataclass(slots=True)
+class L1Output(_Record):
+    entities: list[list[Mention]]
+
+
+@dataclass(slots=True)
+class L2Output(_Record):
+    candidates: list[list[MentionCandidates]]
+
+
+@dataclass(slots=True)
+class L3Output(_Record):
+    entities: list[list[L3Entity]]
+
+
+@dataclass(slots=True)
+class L0Output(_Record):
+    entities: list[list[L0Entity]]
+    stats: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,109 @@
+"""L0: one record per mention, joining its L1 span, L2 candidates and L3/L4 link.
+
+L3/L4 entities are matched to mentions by span (within ``position_tolerance`` characters). With
+``strict_matching`` only mentions given by L1 (or the input) are reported; otherwise linked spans that
+match no mention are reported as well.
+"""
+
+from __future__ import annotations
+
+from glinker.config import L0Config, NodeSpec
+from glinker.errors import InputError
+from glinker.types import L0Entity, L0Output, L3Entity, LinkedEntity, Mention, MentionCandidates
+
+
+class Aggregator:
+    def __init__(self, config: L0Config):
+        self.config = config
+
+    def __call__(
+        self,
+        l2_candidates: list[list[MentionCandidates]],
+        l3_entities: list[list[L3Entity]] | None = None,
+        l1_entities: list[list[Mention]] | None = None,
+        texts: list[str] | None = None,
+    ) -> L0Output:
+        n = len(l2_candidates)
+        for name, value in (("l3_entities", l3_entities), ("l1_entities", l1_entities)):
+            if value is not None and len(value) != n:
+                raise InputError(f"l0_aggregator: {name} has {len(value)} texts, l2_candidates {n}")
+        out = []
+        for t in range(n):
+            links = list(l3_entities[t]) if l3_entities is not None else []
+            out.append(self._aggregate(l2_candidates[t], links, l1_entities[t] if l1_entities is not None else None))
+        return L0Output(out, self._stats(out))
+
+    def _aggregate(self, groups: list[MentionCandidates], links: list[L3Entity], l1: list[Mention] | None) -> list[L0Entity]:
+        c = self.config
+        allowed = {(m.start, m.end) for m in l1} if (l1 is not None and c.strict_matching) else None
+        by_span = {(lk.start, lk.end): lk for lk in links}
+        used = set()
+        records = []
+        for group in groups:
+            m = group.mention
+            if allowed is not None and (m.start, m.end) not in allowed:
+                continue
+            link = by_span.get((m.start, m.end)) or self._near(links, m, used)
+            if link is not None:
+                used.add((link.start, link.end))
+            records.append(self._record(m, group.candidates, link))
+        if not c.strict_matching:
+            for link in links:
+                if (link.start, link.end) not in used and link.entity_id is not None:
+                    mention = Mention(link.text, link.start, link.end)
+                    records.append(self._record(mention, [], link))
+        records = [r for r in records if c.include_unlinked or r.is_linked]
+        records.sort(key=lambda r: (r.mention_start, -r.mention_end))
+        return records
+
+    def _near(self, links: list[L3Entity], m: Mention, used: set) -> L3Entity | None:
+        tol = self.config.position_tolerance
+        close = [lk for lk in links if (lk.start, lk.end) not in used
+                 and abs(lk.start - m.start) <= tol and abs(lk.end - m.end) <= tol]
+        return min(close, key=lambda lk: abs(lk.start - m.start) + abs(lk.end - m.end), default=None)
+
+    def _record(self, m: Mention, candidates: list, link: L3Entity | None) -> L0Entity:
+        c = self.config
+        linked = None
+        if link is not None and link.entity_id is not None and link.score >= c.min_confidence:
+            linked = LinkedEntity(link.entity_id, link.label, link.score, link.score, link.start, link.end, link.text)
+        shown = candidates
+        if not c.return_all_candidates and candidates:
+            top = linked.entity_id if linked else candidates[0].entity_id
+            shown = [cand for cand in candidates if cand.entity_id == top][:1]
+        if linked is not None:
+            stage = f"{link.stage}_linked"
+        elif candidates:
+            stage = "l2_found"
+        else:
+            stage = "l1_only"
+        return L0Entity(
+            mention_text=m.text,
+            mention_start=m.start,
+            mention_end=m.end,
+            label=m.label,
+            left_context=m.left_context,
+            right_context=m.right_context,
+            candidates=shown,
+            num_candidates=len(candidates),
+            linked_entity=linked,
+            is_linked=linked is not None,
+            candidate_scores=dict(link.class_probs) if link is not None else {},
+            pipeline_stage=stage,
+        )
+
+    @staticmethod
+    def _stats(out: list[list[L0Entity]]) -> dict:
+        total = sum(len(r) for r in out)
+        linked = sum(e.is_linked for r in out for e in r)
+        return {
+            "total_texts": len(out),
+            "total_mentions": total,
+            "linked": linked,
+            "unlinked": total - linked,
+            "linking_rate": linked / total if total else 0.0,
+        }
+
+
+def build(node: NodeSpec, config: L0Config, runtime) -> Aggregator:
+    return Aggregator(config)

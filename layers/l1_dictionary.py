@@ -1,0 +1,27 @@
+"""L1 gazetteer: every KB name or alias found in the text (longest match), no model needed."""
+
+from __future__ import annotations
+
+from glinker.config import L1DictionaryConfig, NodeSpec
+from glinker.kb.gazetteer import Gazetteer
+from glinker.types import L1Output
+
+
+class DictionaryMentions:
+    def __init__(self, config: L1DictionaryConfig, runtime):
+        self.config = config
+        self.gazetteer = Gazetteer(
+            runtime.kb,
+            min_chars=config.min_entity_length,
+            stop_words=config.stop_words,
+            use_default_stop_words=config.use_default_stop_words,
+            entity_types=config.entity_types,
+        )
+
+    def __call__(self, texts: list[str]) -> L1Output:
+        c = self.config
+        return L1Output([self.gazetteer.find(t, c.max_left_context, c.max_right_context) for t in texts])
+
+
+def build(node: NodeSpec, config: L1DictionaryConfig, runtime) -> DictionaryMentions:
+    return DictionaryMentions(config, runtime)

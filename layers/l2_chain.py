@@ -1,0 +1,181 @@
+"""L2 candidate retrieval: name lookup (``dict``) and dense vectors (``faiss``), fused.
+
+For a batch, every mention is looked up in each layer: the dict layer by exact normalised name and
+character n-gram similarity, the faiss layer by one encoder call and one FAISS search for all
+mentions. Abbreviations defined in the same text ("Duchenne muscular dystrophy (DMD)") are searched
+by their long form too. Candidates are fused by reciprocal rank (exact name hits first), deduplicated
+by entity, and cut to ``max_candidates``; each carries its best similarity and the layers that found it.
+Without mentions, every KB name found in the text is a mention (the KB gazetteer).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from glinker.config import L2Config, L2LayerConfig, NodeSpec
+from glinker.errors import InputError
+from glinker.kb.gazetteer import Gazetteer
+from glinker.models.encoder import get_encoder
+from glinker.text import abbreviations
+from glinker.types import L2Output, Mention, MentionCandidates
+
+EXACT_SCORE = 1.0
+
+
+@dataclass
+class Hits:
+    """What one layer found for one mention: entity row -> (rank, similarity)."""
+
+    found: dict[int, tuple[int, float]] = field(default_factory=dict)
+    exact: set[int] = field(default_factory=set)
+
+    def add(self, row: int, score: float) -> None:
+        best = self.found.get(row)
+        if best is None:
+            self.found[row] = (len(self.found), score)
+        elif score > best[1]:
+            self.found[row] = (best[0], score)
+
+
+class CandidateRetriever:
+    def __init__(self, node: NodeSpec, config: L2Config, runtime):
+        self.config = config
+        self.kb = runtime.kb
+        self.layers = sorted(config.layers, key=lambda layer: -layer.priority)
+        emb = config.embeddings
+        self.encoder = None
+        if any(layer.type == "faiss" for layer in self.layers):
+            self.encoder = get_encoder(emb.model_name, device=emb.device, max_length=emb.max_length)
+        self.precompute_on_load = bool(emb and emb.precompute_on_load and self.encoder)
+        self.gazetteer = Gazetteer(self.kb)
+
+    # ------------------------------------------------------------------ batch entry point
+
+    def __call__(self, mentions: list[list[Mention]] | None = None, texts: list[str] | None = None) -> L2Output:
+        if mentions is None:
+            if texts is None:
+                raise InputError("l2_chain needs 'mentions' or 'texts'; the input has neither")
+            mentions = [self.gazetteer.find(t) for t in texts]
+        elif texts is not None and len(mentions) != len(texts):
+            raise InputError(f"l2_chain got {len(mentions)} mention lists for {len(texts)} texts")
+        flat = [m for per_text in mentions for m in per_text]
+        queries = self._queries(mentions, texts)
+        per_layer = [self._search(layer, queries) for layer in self.layers]
+        ranked = [self._fuse([hits[i] for hits in per_layer]) for i in range(len(flat))]
+        out, i = [], 0
+        for per_text in mentions:
+            group = []
+            for mention in per_text:
+                group.append(MentionCandidates(mention, ranked[i]))
+                i += 1
+            out.append(group)
+        return L2Output(out)
+
+    def _queries(self, mentions: list[list[Mention]], texts: list[str] | None) -> list[list[str]]:
+        """Search strings per mention: its text, plus the long form of an abbreviation defined in the text."""
+        queries = []
+        for t, per_text in enumerate(mentions):
+            defined = abbreviations(texts[t]) if (self.config.abbreviations and texts) else {}
+            for mention in per_text:
+                q = [mention.text]
+                long_form = defined.get(mention.text.strip())
+                if long_form:
+                    q.append(long_form)
+                queries.append(q)
+        return queries
+
+    # ------------------------------------------------------------------ layers
+
+    def _search(self, layer: L2LayerConfig, queries: list[list[str]]) -> list[Hits]:
+        if layer.type == "dict":
+            return [self._dict_search(layer, q) for q in queries]
+        return self._faiss_search(layer, queries)
+
+    def _dict_search(self, layer: L2LayerConfig, queries: list[str]) -> Hits:
+        index = self.kb.name_index()
+        entity_of = index.a["name_entity"]
+        hits = Hits()
+        k = self.config.max_candidates * 3
+        if "exact" in layer.search_mode:
+            for q in queries:
+                key = index.exact(q)
+                if key is not None:
+                    for row in entity_of[index.name_rows(key)]:
+                        hits.add(int(row), EXACT_SCORE)
+                        hits.exact.add(int(row))
+        if "fuzzy" in layer.search_mode and layer.fuzzy is not None:
+            for q in queries:
+                keys, scores = index.similar(q, k, layer.fuzzy.min_similarity)
+                for key, score in zip(keys, scores, strict=True):
+                    for row in entity_of[index.name_rows(int(key))]:
+                        hits.add(int(row), float(score))
+        return hits
+
+    def _faiss_search(self, layer: L2LayerConfig, queries: list[list[str]]) -> list[Hits]:
+        owners = [i for i, q in enumerate(queries) for _ in q]
+        flat_queries = [s for q in queries for s in q]
+        results = [Hits() for _ in queries]
+        if not flat_queries:
+            return results
+        emb = self.config.embeddings
+        index = self.kb.vector_index(self.encoder, "names", index_type=layer.index, batch_size=emb.batch_size)
+        vectors = self.encoder.encode(flat_queries, batch_size=emb.batch_size)
+        scores, name_rows = index.search(vectors, layer.top_k * 3)
+        entity_of = self.kb.store.name_entity_rows()
+        for owner, row_scores, row_ids in zip(owners, scores, name_rows, strict=True):
+            hits = results[owner]
+            for score, name_row in zip(row_scores, row_ids, strict=True):
+                if name_row >= 0 and len(hits.found) < layer.top_k * len(queries[owner]):
+                    hits.add(int(entity_of[name_row]), float(score))
+        return results
+
+    # ------------------------------------------------------------------ fusion
+
+    def _fuse(self, layer_hits: list[Hits]) -> list:
+        """Reciprocal-rank fusion over layers; exact name matches first; ties by popularity then id."""
+        store = self.kb.store
+        k = self.config.fusion_k
+        fused: dict[int, float] = defaultdict(float)
+        best: dict[int, float] = defaultdict(float)
+        sources: dict[int, list[str]] = defaultdict(list)
+        exact = set().union(*(hits.exact for hits in layer_hits))
+        for layer, hits in zip(self.layers, layer_hits, strict=True):
+            for row, (rank, score) in hits.found.items():
+                if not store.alive[row] or store.popularity[row] < self.config.min_popularity:
+                    continue
+                fused[row] += 1.0 / (k + rank + 1)
+                best[row] = max(best[row], score)
+                if layer.type not in sources[row]:
+                    sources[row].append(layer.type)
+        if not fused:
+            return []
+        rows = np.fromiter(fused, dtype=np.int64, count=len(fused))
+        ids = [store.ids[int(r)] for r in rows]
+        order = sorted(
+            range(len(rows)),
+            key=lambda i: (
+                -(rows[i] in exact),
+                -fused[rows[i]],
+                -best[rows[i]],
+                -store.popularity[rows[i]],
+                ids[i],
+            ),
+        )[: self.config.max_candidates]
+        return [store.candidate(int(rows[i]), best[rows[i]], "+".join(sources[rows[i]])) for i in order]
+
+    # ------------------------------------------------------------------ precompute
+
+    def precompute(self, batch_size: int = 64, progress: bool = False) -> int:
+        """Embed every KB name and build the FAISS index now instead of at the first batch."""
+        if self.encoder is None:
+            return 0
+        layer = next(layer for layer in self.layers if layer.type == "faiss")
+        return self.kb.vector_index(self.encoder, "names", index_type=layer.index, batch_size=batch_size,
+                                    progress=progress).size
+
+
+def build(node: NodeSpec, config: L2Config, runtime) -> CandidateRetriever:
+    return CandidateRetriever(node, config, runtime)

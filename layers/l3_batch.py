@@ -1,0 +1,42 @@
+"""L3 disambiguation over a whole batch: each mention is scored against its own L2 candidates only.
+
+Backends: ``dense`` (sentence-encoder cosine, no extra model), ``gliner`` (GLiNER with the mention
+spans fixed and candidates as labels) and ``cross_encoder`` (a sequence-classification model over
+(mention in context, entity text) pairs). The best candidate at or above ``threshold`` is the link;
+all candidate scores are kept for L0.
+"""
+
+from __future__ import annotations
+
+from glinker.config import L3Config, NodeSpec
+from glinker.errors import InputError
+from glinker.linking import decide
+from glinker.models.resolve import detect_backend
+from glinker.models.scorers import make_scorer
+from glinker.types import L3Output, MentionCandidates
+
+
+class BatchLinker:
+    def __init__(self, node: NodeSpec, config: L3Config, runtime):
+        self.config = config
+        self.backend = config.backend or detect_backend(config.model_name)
+        self.scorer = make_scorer(self.backend, config, node.template or "{label}", runtime.kb)
+
+    def __call__(self, texts: list[str], candidates: list[list[MentionCandidates]], l1_entities=None) -> L3Output:
+        if len(candidates) != len(texts):
+            raise InputError(f"l3_batch got candidates for {len(candidates)} texts but {len(texts)} texts")
+        k = self.config.top_k
+        groups = [[MentionCandidates(g.mention, g.candidates[:k] if k else g.candidates) for g in per_text]
+                  for per_text in candidates]
+        scores = self.scorer.score(texts, groups)
+        return L3Output([
+            [decide(g, s, self.config.threshold, "l3") for g, s in zip(per_text, per_scores, strict=True)]
+            for per_text, per_scores in zip(groups, scores, strict=True)
+        ])
+
+    def precompute(self, batch_size: int = 64, progress: bool = False) -> int:
+        return self.scorer.precompute(batch_size=batch_size, progress=progress)
+
+
+def build(node: NodeSpec, config: L3Config, runtime) -> BatchLinker:
+    return BatchLinker(node, config, runtime)
