@@ -27,12 +27,11 @@ def parse_template(template: str) -> tuple[tuple[str, str | None], ...]:
         raise ConfigError(f"template {template!r} is malformed: {exc}") from None
     pieces = []
     for literal, name, spec, conversion in parsed:
-        if name is not None:
-            if not name.isidentifier() or spec or conversion:
-                raise ConfigError(
-                    f"template {template!r}: only plain field names like {{label}} are allowed, "
-                    f"not {{{name}{'!' + conversion if conversion else ''}{':' + spec if spec else ''}}}"
-                )
+        if name is not None and (not name.isidentifier() or spec or conversion):
+            raise ConfigError(
+                f"template {template!r}: only plain field names like {{label}} are allowed, "
+                f"not {{{name}{'!' + conversion if conversion else ''}{':' + spec if spec else ''}}}"
+            )
         pieces.append((literal, name))
     return tuple(pieces)
 

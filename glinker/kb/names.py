@@ -155,16 +155,16 @@ class NameIndex:
         hit = np.flatnonzero(key_hash[pos] == hashes)
         found = []
         for i in hit:
-            f, l, key = int(first[i]), int(last[i]), int(pos[i])
-            start, end = tokens[f][1], tokens[l][2]
-            if end - start >= min_chars and self.keys[key] == codes[byte_start[f] : byte_end[l]].tobytes().decode():
-                found.append((l - f, start, end, key, f, l))
+            f, g, key = int(first[i]), int(last[i]), int(pos[i])
+            start, end = tokens[f][1], tokens[g][2]
+            if end - start >= min_chars and self.keys[key] == codes[byte_start[f] : byte_end[g]].tobytes().decode():
+                found.append((g - f, start, end, key, f, g))
         found.sort(key=lambda m: (-m[0], m[1]))
         taken = np.zeros(n_tok, dtype=bool)
         matches = []
-        for _, start, end, key, f, l in found:
-            if not taken[f : l + 1].any():
-                taken[f : l + 1] = True
+        for _, start, end, key, f, g in found:
+            if not taken[f : g + 1].any():
+                taken[f : g + 1] = True
                 matches.append(NameMatch(start, end, key))
         matches.sort(key=lambda m: m.start)
         return matches
