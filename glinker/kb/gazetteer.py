@@ -37,8 +37,6 @@ class Gazetteer:
         store = self.kb.store
         mentions = []
         for match in index.scan(text, min_chars=self.min_chars):
-            if index.keys[match.key] in self.stop:
-                continue
             surface = text[match.start : match.end]
             name_rows = index.name_rows(match.key)
             entity_rows = index.a["name_entity"][name_rows]
@@ -46,7 +44,10 @@ class Gazetteer:
                 (n, e) for n, e in zip(name_rows, entity_rows, strict=True)
                 if store.alive[e] and (self.entity_types is None or store.types[int(e)] in self.entity_types)
             ]
-            if not ok or not any(_case_compatible(store.names[int(n)], surface) for n, _ in ok):
+            names = [store.names[int(n)] for n, _ in ok]
+            if not any(_case_compatible(name, surface) for name in names):
+                continue
+            if index.keys[match.key] in self.stop and not any(_is_acronym(name) for name in names):
                 continue
             entity_type = store.types[int(ok[0][1])] or None
             mentions.append(
@@ -56,9 +57,14 @@ class Gazetteer:
         return mentions
 
 
-def _case_compatible(name: str, surface: str) -> bool:
-    """Short all-capital names (acronyms such as "AS" or "ALL") only match the same capitals in text."""
+def _is_acronym(name: str) -> bool:
     letters = [c for c in name if c.isalpha()]
-    if letters and len(name) <= 5 and all(c.isupper() for c in letters):
-        return [c for c in surface if c.isalpha()] == letters
+    return bool(letters) and len(name) <= 5 and all(c.isupper() for c in letters)
+
+
+def _case_compatible(name: str, surface: str) -> bool:
+    """Short all-capital names (acronyms such as "AS" or "ALL") only match the same capitals in text,
+    and are then kept even when the lower-case word is a stop word."""
+    if _is_acronym(name):
+        return [c for c in surface if c.isalpha()] == [c for c in name if c.isalpha()]
     return True

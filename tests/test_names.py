@@ -1,0 +1,81 @@
+"""Name normalisation, exact and fuzzy lookup, the gazetteer, abbreviations."""
+
+import numpy as np
+
+from glinker import KnowledgeBase
+from glinker.kb.columns import StringColumn, span_hashes, string_hash
+from glinker.kb.gazetteer import Gazetteer
+from glinker.kb.normalize import normalize_name
+from glinker.text import abbreviations, char_windows
+
+
+def kb_of(*rows):
+    kb = KnowledgeBase()
+    kb.load([{"entity_id": r[0], "label": r[1], "aliases": list(r[2:])} for r in rows])
+    return kb
+
+
+def test_normalize_folds_case_accents_punctuation():
+    assert normalize_name("Crohn's  Disease") == normalize_name("CROHN’S-disease") == "crohn s disease"
+    assert normalize_name("Türkiye") == "turkiye"
+    assert normalize_name("  ") == ""
+
+
+def test_hashes_are_stable_and_positional_free():
+    col = StringColumn.from_strings(["abc", "xabc", "abc", ""])
+    h = col.hashes()
+    assert h[0] == h[2] == string_hash("abc") and h[0] != h[1]
+    codes = np.frombuffer(b"xabc", dtype=np.uint8)
+    assert span_hashes(codes, np.array([1]), np.array([4]))[0] == h[0]
+
+
+def test_exact_and_similar():
+    kb = kb_of(("D1", "Breast Neoplasms", "Breast Cancer", "breast carcinoma"), ("D2", "Parkinson Disease"),
+               ("D3", "Liver Injury"))
+    index = kb.name_index()
+    key = index.exact("BREAST-cancer")
+    assert [kb.store.ids[int(r)] for r in index.entity_rows(key)] == ["D1"]
+    assert index.exact("breast") is None
+    keys, scores = index.similar("parkinsons disease", k=3, min_similarity=0.3)
+    assert index.keys[int(keys[0])] == "parkinson disease" and 0.5 < scores[0] < 1.0
+    assert list(scores) == sorted(scores, reverse=True)
+    keys, scores = index.similar("zzzz", k=3, min_similarity=0.3)
+    assert len(keys) == 0
+
+
+def test_index_follows_loads():
+    kb = kb_of(("A", "alpha"))
+    assert kb.name_index().exact("beta") is None
+    kb.load([{"entity_id": "B", "label": "beta"}])
+    assert kb.name_index().exact("beta") is not None
+
+
+def test_gazetteer_longest_match_offsets_and_filters():
+    kb = kb_of(("C", "cancer"), ("BC", "breast cancer"), ("AS", "AS", "ankylosing spondylitis"), ("T", "The"),
+               ("PD", "Parkinson's disease"))
+    text = "Women with breast cancer, as well as men with AS or Parkinson’s Disease; the end."
+    found = Gazetteer(kb, min_chars=2).find(text)
+    assert [(m.text, m.start) for m in found] == [
+        ("breast cancer", text.index("breast")), ("AS", text.index("AS")),
+        ("Parkinson’s Disease", text.index("Parkinson")),
+    ]
+    for m in found:
+        assert text[m.start : m.end] == m.text
+    assert [m.text for m in Gazetteer(kb, use_default_stop_words=False).find("The cancer")] == ["The", "cancer"]
+    assert [m.text for m in Gazetteer(kb, stop_words=["cancer"]).find("The cancer")] == []
+
+
+def test_abbreviation_definitions():
+    text = ("Duchenne muscular dystrophy (DMD) is rare. Heart failure (HF) follows. "
+            "5-fluorouracil (5-FU) was given. Results (p < 0.05) held (n=12).")
+    assert abbreviations(text) == {
+        "DMD": "Duchenne muscular dystrophy", "HF": "Heart failure", "5-FU": "5-fluorouracil",
+    }
+
+
+def test_char_windows_cover_text_exactly():
+    text = ("Sentence one here. " * 40 + "\n\n") * 5
+    windows = list(char_windows(text, 300))
+    assert "".join(piece for _, piece in windows) == text
+    assert all(len(piece) <= 300 for _, piece in windows)
+    assert all(text[offset : offset + len(piece)] == piece for offset, piece in windows)
