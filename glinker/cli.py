@@ -40,6 +40,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_kb_build(args: argparse.Namespace) -> int:
+    from .kb.build import build_kb_dir
+
+    manifest = build_kb_dir(
+        args.entities, args.out, args.encoder, template=args.template, index_type=args.index,
+        batch_size=args.batch_size, device=args.device, dtype=args.dtype, kinds=tuple(args.vectors.split(",")),
+        on_error="skip" if args.rejects else "raise", rejects_path=args.rejects, progress=not args.quiet,
+    )
+    summary = {k: manifest[k] for k in ("count", "names", "encoder", "template", "dim", "dtype", "build_seconds")}
+    summary["index"] = manifest["index"] and {k: manifest["index"][k] for k in ("type", "ntotal", "params")}
+    summary["bytes"] = sum(f["bytes"] for f in manifest["files"].values())
+    summary["load_report"] = manifest["load_report"]
+    print(orjson.dumps(summary).decode())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="glinker", description="Entity linking: texts in, KB-linked mentions out.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -51,6 +67,22 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--show-unlinked", action="store_true", help="also print mentions left unlinked")
     demo.add_argument("--verbose", action="store_true")
     demo.set_defaults(func=cmd_demo)
+
+    kb = sub.add_parser("kb", help="knowledge base tools").add_subparsers(dest="kb_command", required=True)
+    build = kb.add_parser("build", help="embed a KB once and write a kb_dir (vectors, FAISS index, manifest)")
+    build.add_argument("--entities", required=True, help="entity JSONL (.jsonl or .jsonl.gz)")
+    build.add_argument("--out", required=True, help="kb_dir to write (replaced atomically if it exists)")
+    build.add_argument("--encoder", default="sentence-transformers/all-MiniLM-L6-v2", help="sentence encoder (default: %(default)s)")
+    build.add_argument("--template", default="{label}: {description}", help="entity text template (default: %(default)r)")
+    build.add_argument("--index", default="auto", choices=["auto", "flat", "hnsw", "ivf"],
+                       help="FAISS index over name vectors; auto: flat up to 250k vectors, ivf above")
+    build.add_argument("--vectors", default="names,entities", help="which vectors: names, entities or both (default: %(default)s)")
+    build.add_argument("--batch-size", type=int, default=64)
+    build.add_argument("--device", default="cpu", help="cpu or cuda")
+    build.add_argument("--dtype", default="float32", choices=["float32", "float16"], help="stored vector precision")
+    build.add_argument("--rejects", help="skip bad rows and write them here (default: stop at the first bad row)")
+    build.add_argument("--quiet", action="store_true", help="no progress bars")
+    build.set_defaults(func=cmd_kb_build)
     return parser
 
 

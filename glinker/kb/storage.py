@@ -1,0 +1,228 @@
+"""A knowledge base on disk (a "kb_dir"): columns, name index, vectors and FAISS index, plus a manifest.
+
+Layout::
+
+    kb_dir/manifest.json            format version, encoder, template, dim, dtype, counts, index, checksums
+    kb_dir/entities.*.npy           the entity table (ids, names, descriptions, types, popularity, extra)
+    kb_dir/names.*.npy              the name index (exact + n-gram)
+    kb_dir/vectors.names.npy        one unit vector per name (label and aliases), memory-mapped on load
+    kb_dir/vectors.entities.npy     one unit vector per entity, made with the template
+    kb_dir/index.names.faiss        FAISS index over the name vectors
+
+A build writes into a temporary sibling directory and renames it into place at the end, so an
+interrupted build leaves the previous kb_dir untouched. Loading verifies the manifest's checksums
+(``verify="full"``) or sizes (``verify="size"``) before anything is read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import KnowledgeBaseError
+from .columns import StringColumn
+from .names import NameIndex
+from .store import EntityStore
+from .vector_index import VectorIndex
+
+FORMAT_VERSION = 1
+STRING_COLUMNS = ("ids", "names", "descriptions", "types", "extra")
+ARRAY_COLUMNS = ("name_start", "popularity")
+
+
+def sha256_file(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def compacted(kb) -> None:
+    """Drop retired rows (overwritten entities) from the store and every vector set, in place."""
+    store = kb.store
+    if store.alive.all():
+        return
+    keep = np.flatnonzero(store.alive)
+    name_keep = np.concatenate([np.arange(store.name_start[r], store.name_start[r + 1]) for r in keep]) if len(keep) else np.zeros(0, np.int64)
+    fresh = EntityStore()
+    fresh.ids = store.ids.subset(keep)
+    fresh.names = store.names.subset(name_keep)
+    fresh.name_start = np.concatenate([[0], np.cumsum(np.diff(store.name_start)[keep])]).astype(np.int64)
+    fresh.descriptions = store.descriptions.subset(keep)
+    fresh.types = store.types.subset(keep)
+    fresh.extra = store.extra.subset(keep)
+    fresh.popularity = np.asarray(store.popularity)[keep]
+    fresh.alive = np.ones(len(keep), dtype=bool)
+    fresh._reindex_ids()
+    for key, vs in list(kb.vector_sets.items()):
+        rows = keep if vs.kind == "entities" else name_keep
+        vs.matrix = np.asarray(vs.matrix)[rows]
+    kb.faiss_indexes.clear()
+    kb.store = fresh
+    kb._names = None
+
+
+def save_kb(kb, out_dir: str | Path, encoder_id: str | None, template: str | None, index_type: str = "auto",
+            dtype: str = "float32", build_seconds: float | None = None, progress: bool = False) -> dict[str, Any]:
+    """Write ``kb`` (its store, name index, the vector sets of ``encoder_id`` and their FAISS index)."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.parent / f".{out_dir.name}.building-{os.getpid()}-{time.time_ns()}"
+    tmp.mkdir()
+    try:
+        manifest = _write_contents(kb, tmp, encoder_id, template, index_type, dtype, build_seconds, progress)
+        _swap_into_place(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _write_contents(kb, tmp: Path, encoder_id, template, index_type, dtype, build_seconds, progress) -> dict[str, Any]:
+    compacted(kb)
+    store = kb.store
+    files: list[Path] = []
+    for name in STRING_COLUMNS:
+        files += getattr(store, name).save(tmp, f"entities.{name}")
+    for name in ARRAY_COLUMNS:
+        path = tmp / f"entities.{name}.npy"
+        np.save(path, np.asarray(getattr(store, name)))
+        files.append(path)
+    files += kb.name_index().save(tmp)
+    vectors: dict[str, Any] = {}
+    index_info = None
+    if encoder_id is not None:
+        for (kind, enc, tmpl), vs in kb.vector_sets.items():
+            if enc != encoder_id or (kind == "entities" and tmpl != template):
+                continue
+            path = tmp / f"vectors.{kind}.npy"
+            np.save(path, np.asarray(vs.matrix).astype(dtype, copy=False))
+            files.append(path)
+            vectors[kind] = {"file": path.name, "rows": int(vs.matrix.shape[0]), "template": tmpl}
+        names_index = next((ix for (kind, enc, _), ix in kb.faiss_indexes.items()
+                            if kind == "names" and enc == encoder_id), None)
+        if names_index is None and "names" in vectors:
+            names_index = VectorIndex.build(np.load(tmp / "vectors.names.npy", mmap_mode="r"), index_type,
+                                            progress=progress)
+        if names_index is not None:
+            path = tmp / "index.names.faiss"
+            names_index.save(path)
+            files.append(path)
+            index_info = {"kind": "names", "type": names_index.kind, "params": names_index.params,
+                          "file": path.name, "ntotal": names_index.size}
+    dims = {int(kb.vector_sets[k].matrix.shape[1]) for k in kb.vector_sets if k[1] == encoder_id}
+    from .. import __version__
+
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "glinker_version": __version__,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "build_seconds": build_seconds,
+        "count": len(store),
+        "names": len(store.names),
+        "encoder": encoder_id if vectors else None,
+        "template": template if "entities" in vectors else None,
+        "dim": dims.pop() if len(dims) == 1 else None,
+        "dtype": dtype if vectors else None,
+        "normalized": True,
+        "vectors": vectors,
+        "index": index_info,
+        "files": {p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)} for p in files},
+    }
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return manifest
+
+
+def _swap_into_place(tmp: Path, out_dir: Path) -> None:
+    if out_dir.exists():
+        if not (out_dir / "manifest.json").exists():
+            raise KnowledgeBaseError(f"{out_dir} exists and is not a kb_dir (no manifest.json); refusing to replace it")
+        old = out_dir.parent / f".{out_dir.name}.old-{time.time_ns()}"
+        os.rename(out_dir, old)
+        os.rename(tmp, out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(tmp, out_dir)
+
+
+def read_manifest(kb_dir: Path) -> dict[str, Any]:
+    path = kb_dir / "manifest.json"
+    if not path.exists():
+        raise KnowledgeBaseError(f"{kb_dir}: not a kb_dir (no manifest.json); build one with `glinker kb build`")
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise KnowledgeBaseError(f"{path}: unreadable manifest: {exc}") from None
+    version = manifest.get("format_version") if isinstance(manifest, dict) else None
+    if not isinstance(version, int):
+        raise KnowledgeBaseError(f"{path}: manifest has no integer format_version")
+    if version > FORMAT_VERSION:
+        raise KnowledgeBaseError(
+            f"{kb_dir}: written in kb format version {version}, but this glinker reads versions up to "
+            f"{FORMAT_VERSION}; upgrade glinker or rebuild the kb_dir"
+        )
+    return manifest
+
+
+def verify_files(kb_dir: Path, manifest: dict[str, Any], verify: str) -> None:
+    if verify not in ("full", "size", "none"):
+        raise KnowledgeBaseError(f"verify must be 'full', 'size' or 'none', got {verify!r}")
+    if verify == "none":
+        return
+    for name, info in manifest.get("files", {}).items():
+        path = kb_dir / name
+        if not path.exists():
+            raise KnowledgeBaseError(f"{path}: missing (listed in the manifest)")
+        if path.stat().st_size != info["bytes"]:
+            raise KnowledgeBaseError(f"{path}: {path.stat().st_size} bytes, the manifest says {info['bytes']} (truncated or replaced)")
+        if verify == "full" and sha256_file(path) != info["sha256"]:
+            raise KnowledgeBaseError(f"{path}: checksum mismatch (the file is corrupted or was changed after the build)")
+
+
+def load_kb(kb, kb_dir: str | Path, verify: str = "full") -> dict[str, Any]:
+    """Fill ``kb`` from a kb_dir: arrays memory-mapped, nothing re-embedded."""
+    from .base import VectorSet
+
+    kb_dir = Path(kb_dir)
+    manifest = read_manifest(kb_dir)
+    verify_files(kb_dir, manifest, verify)
+    try:
+        store = EntityStore()
+        for name in STRING_COLUMNS:
+            setattr(store, name, StringColumn.load(kb_dir, f"entities.{name}"))
+        for name in ARRAY_COLUMNS:
+            setattr(store, name, np.load(kb_dir / f"entities.{name}.npy", mmap_mode="r"))
+        store.alive = np.ones(len(store.ids), dtype=bool)
+        store._reindex_ids()
+        names = NameIndex.load(kb_dir, ngram=3)
+        vector_sets = {}
+        for kind, info in manifest.get("vectors", {}).items():
+            matrix = np.load(kb_dir / info["file"], mmap_mode="r")
+            vector_sets[(kind, manifest["encoder"], info["template"])] = VectorSet(kind, manifest["encoder"], info["template"], matrix)
+        indexes = {}
+        if manifest.get("index"):
+            info = manifest["index"]
+            index = VectorIndex.load(kb_dir / info["file"], info["type"], info.get("params", {}))
+            if index.size != info["ntotal"]:
+                raise KnowledgeBaseError(f"{kb_dir / info['file']}: holds {index.size} vectors, the manifest says {info['ntotal']}")
+            template = manifest["vectors"]["names"]["template"]
+            indexes[("names", manifest["encoder"], template)] = index
+    except KnowledgeBaseError:
+        raise
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise KnowledgeBaseError(f"{kb_dir}: cannot load: {exc}") from exc
+    if len(store.ids) != manifest["count"] or len(store.names) != manifest["names"]:
+        raise KnowledgeBaseError(f"{kb_dir}: entity table does not match the manifest counts")
+    with kb.lock:
+        kb.store = store
+        kb._names = (store.version, names)
+        kb.vector_sets = vector_sets
+        kb.faiss_indexes = indexes
+        kb.manifest = manifest
+        kb.path = kb_dir
+    return manifest
