@@ -59,7 +59,7 @@ def compacted(kb) -> None:
     fresh.popularity = np.asarray(store.popularity)[keep]
     fresh.alive = np.ones(len(keep), dtype=bool)
     fresh._reindex_ids()
-    for key, vs in list(kb.vector_sets.items()):
+    for vs in kb.vector_sets.values():
         rows = keep if vs.kind == "entities" else name_keep
         vs.matrix = np.asarray(vs.matrix)[rows]
     kb.faiss_indexes.clear()
