@@ -31,6 +31,7 @@ class Hits:
 
     found: dict[int, tuple[int, float]] = field(default_factory=dict)
     exact: set[int] = field(default_factory=set)
+    exact_label: set[int] = field(default_factory=set)
 
     def add(self, row: int, score: float) -> None:
         best = self.found.get(row)
@@ -103,9 +104,12 @@ class CandidateRetriever:
             for q in queries:
                 key = index.exact(q)
                 if key is not None:
-                    for row in entity_of[index.name_rows(key)]:
+                    name_rows = index.name_rows(key)
+                    for name_row, row in zip(name_rows, entity_of[name_rows], strict=True):
                         hits.add(int(row), EXACT_SCORE)
                         hits.exact.add(int(row))
+                        if name_row == self.kb.store.name_start[row]:
+                            hits.exact_label.add(int(row))
         if "fuzzy" in layer.search_mode and layer.fuzzy is not None:
             for q in queries:
                 keys, scores = index.similar(q, k, layer.fuzzy.min_similarity)
@@ -129,19 +133,21 @@ class CandidateRetriever:
             hits = results[owner]
             for score, name_row in zip(row_scores, row_ids, strict=True):
                 if name_row >= 0 and len(hits.found) < layer.top_k * len(queries[owner]):
-                    hits.add(int(entity_of[name_row]), float(score))
+                    hits.add(int(entity_of[name_row]), min(float(score), 1.0))
         return results
 
     # ------------------------------------------------------------------ fusion
 
     def _fuse(self, layer_hits: list[Hits]) -> list:
-        """Reciprocal-rank fusion over layers; exact name matches first; ties by popularity then id."""
+        """Order: exact name matches first (the entity's label before an alias, then by popularity),
+        then reciprocal-rank fusion across layers, best similarity, popularity, entity id."""
         store = self.kb.store
         k = self.config.fusion_k
         fused: dict[int, float] = defaultdict(float)
         best: dict[int, float] = defaultdict(float)
         sources: dict[int, list[str]] = defaultdict(list)
         exact = set().union(*(hits.exact for hits in layer_hits))
+        exact_label = set().union(*(hits.exact_label for hits in layer_hits))
         for layer, hits in zip(self.layers, layer_hits, strict=True):
             for row, (rank, score) in hits.found.items():
                 if not store.alive[row] or store.popularity[row] < self.config.min_popularity:
@@ -158,6 +164,8 @@ class CandidateRetriever:
             range(len(rows)),
             key=lambda i: (
                 -(rows[i] in exact),
+                -(rows[i] in exact_label),
+                -store.popularity[rows[i]] if rows[i] in exact else 0,
                 -fused[rows[i]],
                 -best[rows[i]],
                 -store.popularity[rows[i]],

@@ -1,0 +1,49 @@
+"""Shared helpers for benchmarks: the shared data sets and a cached MEDIC kb_dir."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import resource
+import sys
+from pathlib import Path
+
+import orjson
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+MEDIC = SHARED / "medic" / "kb.jsonl.gz"
+BC5CDR = SHARED / "bc5cdr_disease" / "docs.jsonl.gz"
+CACHE = ROOT / "benchmarks" / "cache"
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def require_shared_data() -> None:
+    if not (MEDIC.exists() and BC5CDR.exists()):
+        print(f"skipped: shared data not found under {SHARED}", file=sys.stderr)
+        sys.exit(0)
+
+
+def bc5cdr_docs(split: str = "test") -> list[dict]:
+    with gzip.open(BC5CDR, "rb") as handle:
+        docs = [orjson.loads(line) for line in handle if line.strip()]
+    return [d for d in docs if split in (None, "all") or d["split"] == split]
+
+
+def medic_kb_dir(template: str = "{label}: {description}") -> Path:
+    """The MEDIC KB embedded with MiniLM (names and entities), built once and cached."""
+    from glinker.kb.build import build_kb_dir
+
+    out = CACHE / "medic-minilm"
+    if not (out / "manifest.json").exists():
+        print(f"building {out} (embeds ~78k names once; cached for later runs)", file=sys.stderr)
+        build_kb_dir(MEDIC, out, MINILM, template=template, progress=True)
+    return out
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

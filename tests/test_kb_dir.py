@@ -1,0 +1,190 @@
+"""kb_dir: build -> open round trip, refusals (encoder, template, checksum, version), atomic rebuild,
+incremental updates, fusion order."""
+
+import json
+
+import numpy as np
+import pytest
+
+from glinker import DAGExecutor, KnowledgeBase, KnowledgeBaseError
+from glinker.kb.build import build_kb_dir
+from tests.conftest import MINILM, dense_builder
+
+pytestmark = pytest.mark.slow
+
+TEXTS = ["Jeff Bezos founded Amazon.", "The Amazon flows across South America.", "Atlanta is in Georgia."]
+
+
+@pytest.fixture(scope="session")
+def kb_dir(tmp_path_factory, example_kb_path):
+    out = tmp_path_factory.mktemp("kb") / "example"
+    build_kb_dir(example_kb_path, out, MINILM, progress=False)
+    return out
+
+
+def run(executor, texts=TEXTS):
+    ctx = executor.execute({"texts": texts})
+    links = [[(e.mention_text, e.linked_entity and e.linked_entity.entity_id) for e in r]
+             for r in ctx.get("l0_result").entities]
+    cands = [[[c.entity_id for c in g.candidates] for g in r] for r in ctx.get("l2_result").candidates]
+    return links, cands
+
+
+def test_manifest_describes_the_build(kb_dir):
+    m = json.loads((kb_dir / "manifest.json").read_text())
+    assert m["format_version"] == 1 and m["count"] == 49 and m["names"] == 130
+    assert m["encoder"] == MINILM and m["template"] == "{label}: {description}"
+    assert m["dim"] == 384 and m["normalized"] is True and m["index"]["type"] == "flat"
+    assert m["index"]["ntotal"] == 130 and m["vectors"]["entities"]["rows"] == 49
+    for name, info in m["files"].items():
+        assert (kb_dir / name).stat().st_size == info["bytes"] and len(info["sha256"]) == 64
+
+
+def test_open_round_trip_matches_in_memory(kb_dir, gazetteer_executor):
+    from_dir = DAGExecutor(dense_builder("dictionary").build())
+    from_dir.load_entities(kb_dir)
+    assert len(from_dir.kb) == 49
+    assert isinstance(from_dir.kb.vector_sets[("names", MINILM, "{label}")].matrix, np.memmap)
+    assert run(from_dir) == run(gazetteer_executor)
+
+
+def test_open_does_not_reembed(kb_dir, monkeypatch):
+    from glinker.models.encoder import TextEncoder
+
+    executor = DAGExecutor(dense_builder("dictionary").build())
+    executor.load_entities(kb_dir)
+    calls = []
+    original = TextEncoder.encode
+    monkeypatch.setattr(TextEncoder, "encode", lambda self, texts, **kw: calls.append(len(texts)) or original(self, texts, **kw))
+    run(executor)
+    assert calls and max(calls) < 49  # mentions are encoded; the 49 entities and 130 names are not
+
+
+def copy_dir(src, dst):
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_encoder_mismatch_refused(kb_dir, tmp_path):
+    other = copy_dir(kb_dir, tmp_path / "other")
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["encoder"] = "some-org/other-encoder"
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    executor = DAGExecutor(dense_builder("dictionary").build())
+    executor.load_entities(other)
+    with pytest.raises(KnowledgeBaseError, match=r"made with encoder 'some-org/other-encoder'.*pipeline uses"):
+        executor.execute({"texts": ["Amazon"]})
+
+
+def test_template_mismatch_refused(kb_dir):
+    builder = dense_builder("dictionary").set_schema_template("{label} ({entity_type})")
+    executor = DAGExecutor(builder.build())
+    executor.load_entities(kb_dir)
+    with pytest.raises(KnowledgeBaseError, match=r"template '\{label\}: \{description\}'.*pipeline uses"):
+        executor.execute({"texts": ["Amazon"]})
+
+
+def test_corrupted_and_truncated_files_are_named(kb_dir, tmp_path):
+    bad = copy_dir(kb_dir, tmp_path / "bad")
+    vec = bad / "vectors.names.npy"
+    data = bytearray(vec.read_bytes())
+    data[-1] ^= 0xFF
+    vec.write_bytes(bytes(data))
+    with pytest.raises(KnowledgeBaseError, match=r"vectors\.names\.npy: checksum mismatch"):
+        KnowledgeBase.open(bad)
+    KnowledgeBase.open(bad, verify="size")  # same size: only the full check sees it
+    (bad / "index.names.faiss").write_bytes((bad / "index.names.faiss").read_bytes()[:100])
+    with pytest.raises(KnowledgeBaseError, match=r"index\.names\.faiss: 100 bytes, the manifest says"):
+        KnowledgeBase.open(bad, verify="size")
+    (bad / "entities.ids.data.npy").unlink()
+    with pytest.raises(KnowledgeBaseError, match=r"entities\.ids\.data\.npy: missing"):
+        KnowledgeBase.open(bad, verify="size")
+
+
+def test_newer_format_and_non_kb_dirs_refused(kb_dir, tmp_path):
+    newer = copy_dir(kb_dir, tmp_path / "newer")
+    manifest = json.loads((newer / "manifest.json").read_text())
+    manifest["format_version"] = 99
+    (newer / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(KnowledgeBaseError, match=r"format version 99.*up to 1"):
+        KnowledgeBase.open(newer)
+    with pytest.raises(KnowledgeBaseError, match="not a kb_dir"):
+        KnowledgeBase.open(tmp_path)
+
+
+def test_interrupted_build_keeps_previous_index(kb_dir, tmp_path, example_kb_path, monkeypatch):
+    target = copy_dir(kb_dir, tmp_path / "target")
+    before = {p.name: p.read_bytes() for p in target.iterdir()}
+    import glinker.kb.storage as storage
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt("simulated interruption")
+
+    monkeypatch.setattr(storage, "_swap_into_place", crash)
+    with pytest.raises(KeyboardInterrupt):
+        build_kb_dir([{"entity_id": "N", "label": "new"}], target, MINILM, progress=False)
+    assert {p.name: p.read_bytes() for p in target.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    assert len(KnowledgeBase.open(target)) == 49
+
+
+def test_rebuild_replaces_atomically(tmp_path, example_kb_path):
+    out = tmp_path / "kb"
+    build_kb_dir([{"entity_id": "A", "label": "alpha"}], out, MINILM, progress=False)
+    build_kb_dir(example_kb_path, out, MINILM, progress=False)
+    assert len(KnowledgeBase.open(out)) == 49
+    (tmp_path / "notkb").mkdir()
+    with pytest.raises(KnowledgeBaseError, match="not a kb_dir"):
+        build_kb_dir(example_kb_path, tmp_path / "notkb", MINILM, progress=False)
+
+
+def test_incremental_add_extends_faiss_index(kb_dir):
+    executor = DAGExecutor(dense_builder("dictionary").build())
+    executor.load_entities(kb_dir)
+    run(executor)
+    index = executor.kb.faiss_indexes[("names", MINILM, "{label}")]
+    size = index.size
+    report = executor.load_entities([{"entity_id": "X1", "label": "Danube", "aliases": ["Donau"],
+                                      "description": "River in Central Europe"}])
+    assert report.loaded == 1
+    links, _ = run(executor, ["The Danube flows through Vienna."])
+    assert links == [[("Danube", "X1")]]
+    assert executor.kb.faiss_indexes[("names", MINILM, "{label}")] is index and index.size == size + 2
+
+
+def test_overwrite_retires_old_row(kb_dir):
+    executor = DAGExecutor(dense_builder("dictionary").build())
+    executor.load_entities(kb_dir)
+    executor.load_entities([{"entity_id": "Q3884", "label": "Amazon.com, Inc.", "aliases": ["Amazon"],
+                             "description": "American online retailer"}], overwrite=True)
+    _, cands = run(executor, ["Jeff Bezos founded Amazon."])
+    for groups in cands:
+        for ids in groups:
+            assert ids.count("Q3884") <= 1
+    assert "Q3884" in cands[0][1]
+    assert len(executor.kb) == 49
+
+
+def test_save_after_overwrite_compacts(tmp_path, example_kb_path):
+    kb = KnowledgeBase()
+    kb.load(example_kb_path)
+    kb.load([{"entity_id": "Q90", "label": "Paris", "description": "French capital"}], overwrite=True)
+    kb.save_dir(tmp_path / "c")
+    reopened = KnowledgeBase.open(tmp_path / "c")
+    assert len(reopened) == 49 and reopened.store.num_rows == 49
+    assert reopened.store.descriptions[reopened.store.row_of("Q90")] == "French capital"
+
+
+def test_fusion_puts_exact_hits_first_and_dedups(gazetteer_executor):
+    ctx = gazetteer_executor.execute({"texts": ["Washington"], "entities": [[{"text": "Washington", "start": 0, "end": 10}]]})
+    group = ctx.get("l2_result").candidates[0][0]
+    ids = [c.entity_id for c in group.candidates]
+    assert len(ids) == len(set(ids))
+    exact = {"Q1223", "Q61", "Q23"}
+    assert set(ids[:3]) == exact
+    assert [c.entity_id for c in group.candidates[:3]] == ["Q61", "Q23", "Q1223"]  # ties: popularity desc
+    assert all(c.score == 1.0 for c in group.candidates[:3])
+    assert all("dict" in c.source for c in group.candidates[:3])
+    assert any(c.source == "faiss" for c in group.candidates[3:])
