@@ -170,6 +170,7 @@ class ConfigBuilder:
             cache_embeddings: bool = False,
             max_length: int | None = 512,
             top_k: int | None = None,
+            max_labels: int | None = None,
             context_chars: int = 100,
             retrieval_weight: float = 0.7,
         ) -> ConfigBuilder:

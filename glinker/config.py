@@ -188,6 +188,9 @@ class L3Config(StrictModel):
     cache_embeddings: bool = False
     max_length: int | None = Field(512, ge=16)
     top_k: int | None = Field(None, ge=1, description="score only the first k candidates of each mention")
+    max_labels: int | None = Field(
+        None, ge=1, description="GLiNER uni-encoder: distinct candidates per prompt (None: all in one prompt)"
+    )
     context_chars: int = Field(100, ge=0, description="characters of context around a mention (dense)")
     retrieval_weight: float = Field(
         0.7, ge=0.0, le=1.0, description="dense: weight of the L2 retrieval score in the final score"

@@ -47,6 +47,7 @@ class ProcessorFactory:
         if reranker_model:
             builder.l4.configure(
                 model=reranker_model,
+                backend=detect_backend(reranker_model),
                 device=device,
                 token=token,
                 threshold=threshold if reranker_threshold is None else reranker_threshold,

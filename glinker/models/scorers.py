@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+from ..templates import render_template
+from ..types import Candidate
+
+
+def candidate_text(candidate: Candidate, template: str) -> str:
+    """A candidate rendered with the schema template, from the same fields as the KB renders its rows."""
+    fields = candidate.to_dict()
+    return render_template(template, {**fields.pop("metadata"), **fields})
+
 
 def make_scorer(backend: str, config, template: str, kb, max_labels: int | None = None):
     """The scorer of a backend (models load here, once)."""
@@ -16,10 +25,12 @@ def make_scorer(backend: str, config, template: str, kb, max_labels: int | None 
         from glinker.models.gliner import GlinerLinkScorer
 
         return GlinerLinkScorer(kb, config.model_name, template, device=config.device, max_length=config.max_length,
-                                batch_size=config.batch_size, token=token, max_labels=max_labels,
+                                batch_size=config.batch_size, token=token,
+                                max_labels=max_labels or getattr(config, "max_labels", None),
                                 use_precomputed=getattr(config, "use_precomputed_embeddings", True),
                                 cache_embeddings=getattr(config, "cache_embeddings", False))
     from glinker.models.cross_encoder import CrossEncoderScorer
 
     return CrossEncoderScorer(config.model_name, template, device=config.device, max_length=config.max_length or 512,
-                              batch_size=config.batch_size, token=token)
+                              batch_size=config.batch_size, token=token,
+                              context_chars=getattr(config, "context_chars", 100))
