@@ -1,0 +1,41 @@
+"""L1 with GLiNER: zero-shot NER over the whole batch of texts, any length.
+
+Bi-encoder label embeddings are computed once when the layer is built (dynamic padding) and reused
+for every batch. Long texts are cut into overlapping word windows that fit ``max_length``;
+mentions are mapped back to the original offsets and merged across windows.
+"""
+
+from __future__ import annotations
+
+from glinker.config import L1GlinerConfig, NodeSpec
+from glinker.models.gliner import GlinerNER
+from glinker.types import L1Output, Mention
+
+from .common import clean_mentions
+
+
+class GlinerMentions:
+    def __init__(self, config: L1GlinerConfig):
+        self.config = config
+        self.ner = GlinerNER(
+            config.model, config.labels, device=config.device, token=config.token, threshold=config.threshold,
+            flat_ner=config.flat_ner, multi_label=config.multi_label, batch_size=config.batch_size,
+            max_length=config.max_length, overlap=config.window_overlap,
+            use_precomputed=config.use_precomputed_embeddings,
+        )
+
+    def __call__(self, texts: list[str]) -> L1Output:
+        c = self.config
+        return L1Output([
+            clean_mentions(
+                (Mention.from_span(text, start, end, label=label, score=score,
+                                   left_chars=c.max_left_context, right_chars=c.max_right_context)
+                 for start, end, label, score in spans),
+                c.min_entity_length,
+            )
+            for text, spans in zip(texts, self.ner.predict(texts), strict=True)
+        ])
+
+
+def build(node: NodeSpec, config: L1GlinerConfig, runtime) -> GlinerMentions:
+    return GlinerMentions(config)
