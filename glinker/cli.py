@@ -56,6 +56,68 @@ def cmd_kb_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reader(args: argparse.Namespace):
+    from .jobs.reader import InputOptions
+
+    return InputOptions(format=args.format, text_field=args.text_field, id_field=args.id_field)
+
+
+def cmd_link(args: argparse.Namespace) -> int:
+    from .jobs.runner import LinkJob, run_local
+
+    job = LinkJob(
+        config=_find(args.config), kb=_find(args.kb), input=args.input, output=args.output, reader=_reader(args),
+        batch_size=args.batch_size, rejects=args.rejects, limit=args.limit, candidates=args.candidates,
+        device=args.device, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
+    )
+    if args.engine == "ray":
+        try:
+            from .jobs.ray_engine import run_ray
+        except ImportError as exc:
+            raise GlinkerError(f"--engine ray needs Ray Data: pip install -e \".[ray]\" ({exc})") from None
+        summary = run_ray(job, address=args.ray_address, num_workers=args.num_workers,
+                          gpus_per_worker=args.num_gpus_per_worker, shard_docs=args.shard_docs, merge=not args.no_merge)
+    else:
+        summary = run_local(job)
+    layers = ", ".join(f"{node} {seconds:.1f}s" for node, seconds in summary["layer_seconds"].items())
+    print(f"{summary['docs']} docs, {summary['mentions']} mentions, {summary['linked']} linked, "
+          f"{summary['rejected']} rejected in {summary['seconds']:.1f}s; layers: {layers or '-'}", file=sys.stderr)
+    print(orjson.dumps(summary).decode())
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .jobs.evaluate import evaluate, format_report
+
+    report = evaluate(_find(args.config), _find(args.kb), args.gold, split=args.split, gold_mentions=args.gold_mentions,
+                      batch_size=args.batch_size, device=args.device, limit=args.limit, text_field=args.text_field,
+                      id_field=args.id_field)
+    print(orjson.dumps(report).decode() if args.json else format_report(report))
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from .jobs.render import render
+
+    counts = render(_find(args.config), _find(args.kb), args.input, args.output, reader=_reader(args),
+                    limit=args.limit, device=args.device)
+    print(f"wrote {args.output}: {counts['docs']} docs, {counts['mentions']} mentions, {counts['linked']} linked, "
+          f"{counts['rejected']} rejected lines", file=sys.stderr)
+    return 0
+
+
+def _pipeline_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="pipeline YAML")
+    parser.add_argument("--kb", required=True, help="kb_dir from `glinker kb build` (or an entity .jsonl/.jsonl.gz)")
+    parser.add_argument("--device", help="override the device of every node: cpu, cuda, cuda:1 ...")
+
+
+def _reader_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", choices=["jsonl", "txt"], default="jsonl", help="txt: one document per line")
+    parser.add_argument("--text-field", default="text", help="JSONL field holding the text (default: %(default)s)")
+    parser.add_argument("--id-field", default="id", help="JSONL field holding the id; absent: the line number (default: %(default)s)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="glinker", description="Entity linking: texts in, KB-linked mentions out.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -83,6 +145,46 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--rejects", help="skip bad rows and write them here (default: stop at the first bad row)")
     build.add_argument("--quiet", action="store_true", help="no progress bars")
     build.set_defaults(func=cmd_kb_build)
+
+    link = sub.add_parser("link", help="link a large JSONL/text file, streaming and resumable (bulk job)")
+    _pipeline_args(link)
+    link.add_argument("--input", required=True, help="documents: .jsonl, .jsonl.gz, or text with --format txt")
+    link.add_argument("--output", required=True, help="linked JSONL (.jsonl, or .jsonl.gz); a checkpoint OUTPUT.ckpt goes beside it")
+    _reader_args(link)
+    link.add_argument("--batch-size", type=int, default=64, help="documents per pipeline call and per checkpoint (default: %(default)s)")
+    link.add_argument("--limit", type=int, help="stop after this many input records (documents and rejected lines)")
+    link.add_argument("--rejects", help="write bad input lines here (JSONL: line, reason, raw); they are always counted")
+    link.add_argument("--candidates", type=int, default=0, metavar="K", help="also write the first K L2 candidates of each mention")
+    link.add_argument("--resume", action="store_true", help="continue an interrupted job from its checkpoint")
+    link.add_argument("--overwrite", action="store_true", help="replace an existing output instead of refusing")
+    link.add_argument("--quiet", action="store_true", help="no progress bar")
+    link.add_argument("--engine", choices=["local", "ray"], default="local", help="local process or Ray Data (default: %(default)s)")
+    link.add_argument("--ray-address", help="Ray cluster to join, e.g. auto (default: start a local Ray instance)")
+    link.add_argument("--num-workers", type=int, default=2, help="ray: pipeline actors (default: %(default)s)")
+    link.add_argument("--num-gpus-per-worker", type=float, default=0.0, help="ray: GPUs per actor; >0 implies --device cuda")
+    link.add_argument("--shard-docs", type=int, default=10_000, help="ray: documents per shard (default: %(default)s)")
+    link.add_argument("--no-merge", action="store_true", help="ray: keep the shards in OUTPUT.shards/ instead of merging them")
+    link.set_defaults(func=cmd_link)
+
+    ev = sub.add_parser("eval", help="score a pipeline on gold-annotated documents (P/R/F1, accuracy@1, recall@k)")
+    _pipeline_args(ev)
+    ev.add_argument("--gold", required=True, help="JSONL(.gz) documents with 'text' and 'mentions' [{start, end, entity_id, entity_ids}]")
+    ev.add_argument("--split", help="only documents whose 'split' field equals this (e.g. test)")
+    ev.add_argument("--gold-mentions", action="store_true", help="give the gold spans to the pipeline (its L1 nodes are removed)")
+    ev.add_argument("--json", action="store_true", help="print one JSON line instead of the table")
+    ev.add_argument("--batch-size", type=int, default=32)
+    ev.add_argument("--limit", type=int, help="only the first N documents (after --split)")
+    ev.add_argument("--text-field", default="text")
+    ev.add_argument("--id-field", default="doc_id")
+    ev.set_defaults(func=cmd_eval)
+
+    render = sub.add_parser("render", help="write an HTML page of linked documents (hover a mention for its entity)")
+    _pipeline_args(render)
+    render.add_argument("--input", required=True, help="documents: .jsonl, .jsonl.gz, or text with --format txt")
+    render.add_argument("--output", required=True, help="HTML file to write")
+    _reader_args(render)
+    render.add_argument("--limit", type=int, default=50, help="documents shown (default: %(default)s)")
+    render.set_defaults(func=cmd_render)
     return parser
 
 

@@ -1,0 +1,114 @@
+"""``glinker render``: one self-contained HTML page showing linked documents.
+
+Mentions are highlighted; hovering shows the entity's label, id, score and description, and each
+linked mention links to its entry in the entity list at the end of the page. Every piece of text
+that comes from a document or the KB is HTML-escaped, so neither can inject markup.
+"""
+
+from __future__ import annotations
+
+import zlib
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .pipeline import Linker
+from .reader import Doc, InputOptions, check_options, iter_items, open_input
+
+PALETTE = ("#fde68a", "#bfdbfe", "#bbf7d0", "#fecaca", "#ddd6fe", "#fbcfe8", "#c7d2fe", "#a7f3d0")
+TITLE_DESCRIPTION_CHARS = 300
+STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; line-height: 1.7; color: #222; }
+article { border-bottom: 1px solid #ddd; padding: 1rem 0; white-space: pre-wrap; }
+h2 { font-size: 1rem; color: #555; white-space: normal; }
+mark { padding: 0.1em 0.25em; border-radius: 0.3em; }
+mark a { color: inherit; text-decoration: none; }
+mark.unlinked { background: #eee; border: 1px dashed #999; }
+mark .tag { font-size: 0.7em; font-weight: bold; margin-left: 0.4em; color: #444; }
+dt { font-weight: bold; margin-top: 0.6rem; } dd { margin-left: 1.5rem; } code { color: #666; }
+"""
+
+
+def _color(label: str | None) -> str:
+    return PALETTE[zlib.crc32((label or "").encode()) % len(PALETTE)]
+
+
+def _attr(text: str) -> str:
+    return escape(text, quote=True).replace("\n", "&#10;")
+
+
+def _mention(text: str, entity: dict[str, Any], anchors: dict[str, int], kb_info: dict[str, dict]) -> str:
+    surface = escape(text)
+    if entity.get("entity_id") is None:
+        title = f"unlinked mention ({entity.get('label') or 'no label'})"
+        return f'<mark class="unlinked" title="{_attr(title)}">{surface}</mark>'
+    entity_id = entity["entity_id"]
+    info = kb_info.get(entity_id, {})
+    description = info.get("description") or ""
+    if len(description) > TITLE_DESCRIPTION_CHARS:
+        description = description[:TITLE_DESCRIPTION_CHARS] + "…"
+    title = f"{entity['entity_label']} ({entity_id})\nscore {entity['score']}\n{description}".rstrip()
+    anchor = anchors.setdefault(entity_id, len(anchors))
+    return (f'<mark style="background: {_color(entity.get("label"))}" title="{_attr(title)}">'
+            f'<a href="#e-{anchor}">{surface}</a><span class="tag">{escape(entity["entity_label"])}</span></mark>')
+
+
+def render_page(docs: list[tuple[Any, str, list[dict[str, Any]]]], kb_info: dict[str, dict], title: str = "glinker") -> str:
+    """HTML for ``(id, text, entities)`` triples (entities as ``glinker link`` writes them)."""
+    anchors: dict[str, int] = {}
+    articles = []
+    for doc_id, text, entities in docs:
+        parts, position = [], 0
+        for entity in sorted(entities, key=lambda e: (e["start"], -e["end"])):
+            if entity["start"] < position:  # overlaps the previous mention: shown in the entity list only
+                continue
+            parts.append(escape(text[position:entity["start"]]))
+            parts.append(_mention(text[entity["start"]:entity["end"]], entity, anchors, kb_info))
+            position = entity["end"]
+        parts.append(escape(text[position:]))
+        articles.append(f"<article><h2>{escape(str(doc_id))}</h2>{''.join(parts)}</article>")
+    listing = []
+    for entity_id, anchor in anchors.items():
+        info = kb_info.get(entity_id, {})
+        listing.append(f'<dt id="e-{anchor}">{escape(info.get("label", entity_id))} <code>{escape(entity_id)}</code>'
+                       f'</dt><dd>{escape(info.get("description") or "")}</dd>')
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
+            f"<style>{STYLE}</style></head><body><h1>{escape(title)}</h1>{''.join(articles)}"
+            f"<section><h2>Entities</h2><dl>{''.join(listing)}</dl></section></body></html>\n")
+
+
+def render(config: str | Path, kb: str | Path, input_path: str | Path, output: str | Path,
+           reader: InputOptions | None = None, limit: int = 50, device: str | None = None) -> dict[str, int]:
+    """Link the first ``limit`` documents of ``input_path`` and write the page to ``output``."""
+    reader = reader or InputOptions()
+    check_options(reader)
+    docs: list[Doc] = []
+    rejected = 0
+    stream, raw = open_input(input_path)
+    try:
+        for item, _, _ in iter_items(stream, reader):
+            if len(docs) >= limit:
+                break
+            if isinstance(item, Doc):
+                docs.append(item)
+            elif item is not None:
+                rejected += 1
+    finally:
+        stream.close()
+        raw.close()
+    linker = Linker(config, kb, device=device)
+    result = linker.link([d.id for d in docs], [d.text for d in docs])
+    store = linker.executor.kb.store
+    triples, kb_info = [], {}
+    for doc, line in zip(docs, result.lines, strict=True):
+        entities = orjson.loads(line)["entities"]
+        for e in entities:
+            if e["entity_id"] is not None and e["entity_id"] not in kb_info:
+                row = store.row_of(e["entity_id"])
+                kb_info[e["entity_id"]] = store.fields(row) if row is not None else {}
+        triples.append((doc.id, doc.text, entities))
+    page = render_page(triples, kb_info, title=f"glinker: {Path(input_path).name}")
+    Path(output).write_text(page, encoding="utf-8")
+    return {"docs": len(docs), "mentions": result.mentions, "linked": result.linked, "rejected": rejected}

@@ -1,0 +1,204 @@
+"""``glinker link``, local engine: stream the input in batches through one pipeline, crash-safe.
+
+Memory holds one batch at a time; the KB of a kb_dir is memory-mapped. Each batch's output lines
+(and rejects) are appended and fsynced, then the checkpoint is replaced (see :mod:`.checkpoint`).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from .checkpoint import (
+    VERSION,
+    BatchFile,
+    check_fingerprint,
+    checkpoint_path,
+    input_fingerprint,
+    read_checkpoint,
+    write_checkpoint,
+)
+from .pipeline import Linker, kb_fingerprint, load_pipeline, sha256_json
+from .reader import Batch, InputOptions, check_options, iter_batches, open_input
+
+COUNTS = ("docs", "mentions", "linked", "rejected")
+
+
+@dataclass
+class LinkJob:
+    """Everything ``glinker link`` was asked to do."""
+
+    config: str | Path
+    kb: str | Path
+    input: str | Path
+    output: str | Path
+    reader: InputOptions = field(default_factory=InputOptions)
+    batch_size: int = 64
+    rejects: str | Path | None = None
+    limit: int | None = None
+    candidates: int = 0
+    device: str | None = None
+    resume: bool = False
+    overwrite: bool = False
+    progress: bool = True
+
+    def check(self) -> None:
+        check_options(self.reader)
+        if self.batch_size < 1:
+            raise InputError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.candidates < 0:
+            raise InputError(f"--candidates must be 0 or more, got {self.candidates}")
+        if self.limit is not None and self.limit < 0:
+            raise InputError(f"--limit must be 0 or more, got {self.limit}")
+        if self.resume and self.overwrite:
+            raise InputError("--resume and --overwrite exclude each other")
+        paths = [Path(self.output).resolve(), Path(self.input).resolve()]
+        if self.rejects is not None:
+            paths.append(Path(self.rejects).resolve())
+        if len(set(paths)) != len(paths):
+            raise InputError("--input, --output and --rejects must be different files")
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What decides the output bytes; a resumed job must match it exactly."""
+        pipeline = load_pipeline(self.config, self.device)
+        return {
+            "config": sha256_json(pipeline.to_dict()),
+            "kb": kb_fingerprint(self.kb),
+            "input": input_fingerprint(self.input),
+            "options": {
+                "format": self.reader.format, "text_field": self.reader.text_field, "id_field": self.reader.id_field,
+                "batch_size": self.batch_size, "candidates": self.candidates,
+                "rejects": None if self.rejects is None else str(self.rejects),
+            },
+        }
+
+
+def fresh_state(fingerprint: dict[str, Any]) -> dict[str, Any]:
+    return {"version": VERSION, "fingerprint": fingerprint, "input_line": 0, "input_offset": 0, "output_bytes": 0,
+            "rejects_bytes": 0, "counts": dict.fromkeys(COUNTS, 0), "layer_seconds": {}, "done": False}
+
+
+def prepare_state(job: LinkJob) -> dict[str, Any]:
+    """The state to start from: fresh, or the checkpoint of an interrupted run (checked against the job)."""
+    job.check()
+    fingerprint = job.fingerprint()
+    ckpt = checkpoint_path(job.output)
+    existing = [p for p in (Path(job.output), ckpt, job.rejects and Path(job.rejects)) if p and p.exists()]
+    if job.resume and ckpt.exists():
+        state = read_checkpoint(ckpt)
+        check_fingerprint(ckpt, state.get("fingerprint", {}), fingerprint)
+        return state
+    if job.resume and Path(job.output).exists():
+        raise InputError(f"cannot resume: {job.output} exists but has no checkpoint {ckpt}; "
+                         "rerun with --overwrite to start over")
+    if existing and not job.overwrite:
+        raise InputError(f"{existing[0]} already exists; pass --resume to continue an interrupted job "
+                         "or --overwrite to start over")
+    return fresh_state(fingerprint)
+
+
+class Progress:
+    """tqdm over input bytes (so the ETA is known), with docs/s and mentions/s."""
+
+    def __init__(self, total: int, initial: int, enabled: bool):
+        from tqdm import tqdm
+
+        tty = sys.stderr.isatty()
+        self.bar = tqdm(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
+                        disable=not enabled, mininterval=0.5 if tty else 30, dynamic_ncols=True, desc="linking")
+        self.started = time.perf_counter()
+
+    def update(self, position: int, docs: int, mentions: int) -> None:
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        self.bar.set_postfix_str(f"docs={docs} {docs / elapsed:.1f} docs/s {mentions / elapsed:.1f} mentions/s",
+                                 refresh=False)
+        self.bar.update(position - self.bar.n)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def iter_job_batches(job: LinkJob, stream, start_line: int, start_offset: int, limit: int | None) -> Iterator[Batch]:
+    return iter_batches(stream, job.reader, job.batch_size, start_line, start_offset, limit)
+
+
+def add_layer_seconds(total: dict[str, float], timings: dict[str, float]) -> None:
+    for node, seconds in timings.items():
+        total[node] = total.get(node, 0.0) + seconds
+
+
+def add_batch(state: dict[str, Any], batch: Batch, mentions: int, linked: int, timings: dict[str, float]) -> None:
+    counts = state["counts"]
+    counts["docs"] += len(batch.items) - len(batch.rejects)
+    counts["rejected"] += len(batch.rejects)
+    counts["mentions"] += mentions
+    counts["linked"] += linked
+    add_layer_seconds(state["layer_seconds"], timings)
+    state["input_line"], state["input_offset"] = batch.end_line, batch.end_offset
+
+
+def finished(job: LinkJob, state: dict[str, Any]) -> bool:
+    """True unless the job stopped at ``--limit`` (a later run may then go on)."""
+    return job.limit is None or state["counts"]["docs"] + state["counts"]["rejected"] < job.limit
+
+
+def summary(job: LinkJob, state: dict[str, Any], started: float, resumed_from: int) -> dict[str, Any]:
+    seconds = time.perf_counter() - started
+    counts = state["counts"]
+    return {
+        "output": str(job.output), **counts, "input_lines": state["input_line"], "resumed_from_line": resumed_from,
+        "seconds": round(seconds, 3),
+        "layer_seconds": {k: round(v, 3) for k, v in state["layer_seconds"].items()},
+        "done": state["done"],
+    }
+
+
+def run_local(job: LinkJob) -> dict[str, Any]:
+    """Run (or resume) ``job`` in this process; returns the summary."""
+    started = time.perf_counter()
+    state = prepare_state(job)
+    resumed_from = state["input_line"]
+    ckpt = checkpoint_path(job.output)
+    if state["done"]:
+        return summary(job, state, started, resumed_from)
+    linker = Linker(job.config, job.kb, device=job.device, candidates=job.candidates)
+    write_checkpoint(ckpt, state)
+    out = BatchFile(job.output, state["output_bytes"])
+    rejects = BatchFile(job.rejects, state["rejects_bytes"]) if job.rejects else None
+    stream, raw = open_input(job.input)
+    try:
+        stream.seek(state["input_offset"])
+        counts = state["counts"]
+        limit = None if job.limit is None else max(job.limit - counts["docs"] - counts["rejected"], 0)
+        progress = Progress(Path(job.input).stat().st_size, raw.tell(), job.progress)
+        run_docs = run_mentions = 0
+        for batch in iter_job_batches(job, stream, state["input_line"], state["input_offset"], limit):
+            docs = batch.docs
+            result = linker.link([d.id for d in docs], [d.text for d in docs])
+            out.write(result.lines)
+            out.sync()
+            if rejects is not None:
+                rejects.write([r.to_json() for r in batch.rejects])
+                rejects.sync()
+            add_batch(state, batch, result.mentions, result.linked, result.timings)
+            state["output_bytes"] = out.size
+            state["rejects_bytes"] = rejects.size if rejects is not None else 0
+            write_checkpoint(ckpt, state)
+            run_docs += len(docs)
+            run_mentions += result.mentions
+            progress.update(raw.tell(), run_docs, run_mentions)
+        progress.close()
+    finally:
+        stream.close()
+        raw.close()
+        out.close()
+        if rejects is not None:
+            rejects.close()
+    state["done"] = finished(job, state)
+    write_checkpoint(ckpt, state)
+    return summary(job, state, started, resumed_from)
