@@ -177,9 +177,12 @@ class GlinerModel:
             raise ConfigError(f"GLiNER model {self.name!r} is a uni-encoder: it has no label encoder")
         tokenizer = self.model.data_processor.labels_tokenizer
         out = np.zeros((len(labels), self.label_dim), dtype=np.float32)
+        if not labels:
+            return out
+        encoded = tokenizer(list(labels), truncation=True)
         with self.lock, self.torch.inference_mode():
-            for idx in length_batches([len(x) for x in labels], batch_size, progress, desc, unit="label"):
-                batch = tokenizer([labels[i] for i in idx], return_tensors="pt", truncation=True, padding=True)
+            for idx in length_batches([len(ids) for ids in encoded["input_ids"]], batch_size, progress, desc, "label"):
+                batch = tokenizer.pad({k: [encoded[k][i] for i in idx] for k in encoded}, return_tensors="pt")
                 vectors = self.model.model.token_rep_layer.encode_labels(**batch.to(self.device))
                 out[idx] = vectors.float().cpu().numpy()
         return out
