@@ -95,12 +95,27 @@ def test_corrupted_and_truncated_files_are_named(kb_dir, tmp_path):
     with pytest.raises(KnowledgeBaseError, match=r"vectors\.names\.npy: checksum mismatch"):
         KnowledgeBase.open(bad)
     KnowledgeBase.open(bad, verify="size")  # same size: only the full check sees it
-    (bad / "index.names.faiss").write_bytes((bad / "index.names.faiss").read_bytes()[:100])
-    with pytest.raises(KnowledgeBaseError, match=r"index\.names\.faiss: 100 bytes, the manifest says"):
+    (bad / "vectors.entities.npy").write_bytes((bad / "vectors.entities.npy").read_bytes()[:100])
+    with pytest.raises(KnowledgeBaseError, match=r"vectors\.entities\.npy: 100 bytes, the manifest says"):
         KnowledgeBase.open(bad, verify="size")
     (bad / "entities.ids.data.npy").unlink()
     with pytest.raises(KnowledgeBaseError, match=r"entities\.ids\.data\.npy: missing"):
         KnowledgeBase.open(bad, verify="size")
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_approximate_index_round_trip(tmp_path, example_kb_path, gazetteer_executor, kind):
+    out = tmp_path / kind
+    manifest = build_kb_dir(example_kb_path, out, MINILM, index_type=kind, progress=False)
+    assert manifest["index"]["type"] == kind and (out / "index.names.faiss").exists()
+    executor = DAGExecutor(dense_builder("dictionary").build())
+    executor.load_entities(out)
+    assert run(executor)[0] == run(gazetteer_executor)[0]
+    (out / "index.names.faiss").write_bytes((out / "index.names.faiss").read_bytes()[:100])
+    with pytest.raises(KnowledgeBaseError, match=r"index\.names\.faiss: 100 bytes, the manifest says"):
+        KnowledgeBase.open(out, verify="size")
+    with pytest.raises(KnowledgeBaseError, match=r"index\.names\.faiss: cannot load|index\.names\.faiss"):
+        KnowledgeBase.open(out, verify="none")
 
 
 def test_newer_format_and_non_kb_dirs_refused(kb_dir, tmp_path):

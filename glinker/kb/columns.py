@@ -46,15 +46,23 @@ class StringColumn:
         return [self[int(i)] for i in indices]
 
     def tolist(self) -> list[str]:
-        return self.take(range(len(self)))
+        data = np.asarray(self.data)
+        if len(data) and data.max() >= 128:
+            return self.take(range(len(self)))
+        text = data.tobytes().decode("ascii")
+        bounds = self.offsets.tolist()
+        return [text[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
 
-    def concat(self, other: StringColumn) -> StringColumn:
-        data = np.concatenate([self.data, other.data])
-        offsets = np.concatenate([self.offsets, other.offsets[1:] + self.offsets[-1]])
-        return StringColumn(data, offsets)
+    @staticmethod
+    def concat_all(columns: Sequence[StringColumn]) -> StringColumn:
+        """One column holding the strings of all ``columns`` in order (a single copy)."""
+        bases = np.cumsum([0] + [int(c.offsets[-1]) for c in columns[:-1]])
+        data = np.concatenate([c.data for c in columns])
+        offsets = np.concatenate([columns[0].offsets[:1]] + [c.offsets[1:] + b for c, b in zip(columns, bases, strict=True)])
+        return StringColumn(data, offsets.astype(np.int64))
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> StringColumn:
         return StringColumn.from_strings(self.take(indices))
@@ -69,8 +77,8 @@ class StringColumn:
     def load(cls, directory: Path, name: str, mmap: bool = True) -> StringColumn:
         mode = "r" if mmap else None
         return cls(
-            np.load(directory / f"{name}.data.npy", mmap_mode=mode),
-            np.load(directory / f"{name}.offsets.npy", mmap_mode=mode),
+            np.load(directory / f"{name}.data.npy", mmap_mode=mode, allow_pickle=False),
+            np.load(directory / f"{name}.offsets.npy", mmap_mode=mode, allow_pickle=False),
         )
 
     def hashes(self) -> np.ndarray:
@@ -99,6 +107,18 @@ def span_hashes(codes: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.n
         return raw * powers[shift] + (ends - starts).astype(np.uint64)
 
 
+def fixed_span_hashes(codes: np.ndarray, starts: np.ndarray, n: int) -> np.ndarray:
+    """:func:`span_hashes` of the spans ``codes[s:s + n]`` (all of length n), in n vector steps."""
+    codes = np.asarray(codes, dtype=np.uint64)
+    out = np.zeros(len(starts), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for t in range(n):
+            out *= _P
+            out += codes[starts + t] + np.uint64(1)
+        out += np.uint64(n)
+    return out
+
+
 def _powers(base: np.uint64, n: int) -> np.ndarray:
     out = np.empty(n, dtype=np.uint64)
     if n:
@@ -111,6 +131,14 @@ def _powers(base: np.uint64, n: int) -> np.ndarray:
 _P_INV = np.uint64(pow(int(_P), -1, 2**64))
 
 
+_MASK = 2**64 - 1
+_P_INT = int(_P)
+
+
 def string_hash(text: str) -> int:
-    codes = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
-    return int(span_hashes(codes, np.array([0]), np.array([len(codes)]))[0])
+    """The hash :func:`span_hashes` gives the UTF-8 bytes of ``text`` (Horner's rule, no numpy overhead)."""
+    h = 0
+    data = text.encode("utf-8")
+    for byte in data:
+        h = (h * _P_INT + byte + 1) & _MASK
+    return (h + len(data)) & _MASK

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .columns import StringColumn, span_hashes, string_hash
+from .columns import StringColumn, fixed_span_hashes, span_hashes, string_hash
 from .normalize import normalize_name, tokens_with_offsets
 
 ARRAYS = (
@@ -53,14 +53,14 @@ class NameIndex:
 
     @classmethod
     def build(cls, names: StringColumn, name_entity: np.ndarray, ngram: int = 3) -> NameIndex:
-        normalized = StringColumn.from_strings(normalize_name(n) for n in names.tolist())
-        hashes = normalized.hashes()
+        normalized = [normalize_name(n) for n in names.tolist()]
+        hashes = StringColumn.from_strings(normalized).hashes()
         key_hash, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
         order = np.argsort(inverse, kind="stable")
         key_name_offsets = np.zeros(len(key_hash) + 1, dtype=np.int64)
         np.cumsum(np.bincount(inverse, minlength=len(key_hash)), out=key_name_offsets[1:])
-        keys = StringColumn.from_strings(normalized.take(first))
-        key_text = keys.tolist()
+        key_text = [normalized[i] for i in first]
+        keys = StringColumn.from_strings(key_text)
         arrays = {
             "key_hash": key_hash,
             "key_name_offsets": key_name_offsets,
@@ -81,7 +81,7 @@ class NameIndex:
 
     @classmethod
     def load(cls, directory: Path, ngram: int) -> NameIndex:
-        arrays = {name: np.load(directory / f"names.{name}.npy", mmap_mode="r") for name in ARRAYS}
+        arrays = {name: np.load(directory / f"names.{name}.npy", mmap_mode="r", allow_pickle=False) for name in ARRAYS}
         return cls(arrays, StringColumn.load(directory, "names.keys"), ngram)
 
     # ------------------------------------------------------------------ lookups
@@ -177,8 +177,7 @@ def _grams(normalized: str, n: int) -> np.ndarray:
     count = len(codes) - n + 1
     if count <= 0:
         return np.zeros(0, np.uint64)
-    starts = np.arange(count)
-    return span_hashes(codes, starts, starts + n)
+    return fixed_span_hashes(codes, np.arange(count), n)
 
 
 def _ngram_arrays(keys: list[str], n: int) -> dict[str, np.ndarray]:
@@ -186,22 +185,20 @@ def _ngram_arrays(keys: list[str], n: int) -> dict[str, np.ndarray]:
     padded = [f" {k} " for k in keys]
     lengths = np.array([len(p) for p in padded], dtype=np.int64)
     codes = np.frombuffer("".join(padded).encode("utf-32-le"), dtype=np.uint32)
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]) if len(keys) else np.zeros(0, np.int64)
-    per_key = np.maximum(lengths - n + 1, 0) * (lengths > 2)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64) if len(keys) else np.zeros(0, np.int64)
+    per_key = np.maximum(lengths - n + 1, 0)
     key_of = np.repeat(np.arange(len(keys), dtype=np.int64), per_key)
-    within = np.arange(int(per_key.sum())) - np.repeat(np.cumsum(per_key) - per_key, per_key)
+    within = np.arange(int(per_key.sum()), dtype=np.int64) - np.repeat(np.cumsum(per_key) - per_key, per_key)
     gram_starts = np.repeat(starts, per_key) + within
-    hashes = span_hashes(codes, gram_starts, gram_starts + n)
-    order = np.lexsort((key_of, hashes))
-    hashes, key_of = hashes[order], key_of[order]
-    pair_start = np.flatnonzero(
-        np.concatenate([[True], (hashes[1:] != hashes[:-1]) | (key_of[1:] != key_of[:-1])])
-    ) if len(hashes) else np.zeros(0, np.int64)
-    tf = np.diff(np.concatenate([pair_start, [len(hashes)]]))
-    pair_hash, pair_key = hashes[pair_start], key_of[pair_start]
-    gram_hash, gram_first, df = np.unique(pair_hash, return_index=True, return_counts=True)
+    del within
+    gram_hash, gram_id = np.unique(fixed_span_hashes(codes, gram_starts, n), return_inverse=True)
+    del gram_starts
+    pairs, tf = np.unique((gram_id.astype(np.int64) << 32) | key_of, return_counts=True)
+    del gram_id, key_of
+    pair_gram, pair_key = pairs >> 32, pairs & 0xFFFFFFFF
+    df = np.bincount(pair_gram, minlength=len(gram_hash))
     idf = np.log((len(keys) + 1) / (df + 1)) + 1.0
-    weights = (1.0 + np.log(tf)) * np.repeat(idf, df)
+    weights = (1.0 + np.log(tf)) * idf[pair_gram]
     norms = np.sqrt(np.bincount(pair_key, weights=weights**2, minlength=len(keys)))
     weights = weights / np.maximum(norms[pair_key], 1e-12)
     offsets = np.zeros(len(gram_hash) + 1, dtype=np.int64)

@@ -7,7 +7,7 @@ Layout::
     kb_dir/names.*.npy              the name index (exact + n-gram)
     kb_dir/vectors.names.npy        one unit vector per name (label and aliases), memory-mapped on load
     kb_dir/vectors.entities.npy     one unit vector per entity, made with the template
-    kb_dir/index.names.faiss        FAISS index over the name vectors
+    kb_dir/index.names.faiss        FAISS index over the name vectors (hnsw/ivf; flat search needs none)
 
 A build writes into a temporary sibling directory and renames it into place at the end, so an
 interrupted build leaves the previous kb_dir untouched. Loading verifies the manifest's checksums
@@ -111,10 +111,11 @@ def _write_contents(kb, tmp: Path, encoder_id, template, index_type, dtype, buil
                                             progress=progress)
         if names_index is not None:
             path = tmp / "index.names.faiss"
-            names_index.save(path)
-            files.append(path)
+            written = names_index.save(path)
+            if written:
+                files.append(path)
             index_info = {"kind": "names", "type": names_index.kind, "params": names_index.params,
-                          "file": path.name, "ntotal": names_index.size}
+                          "file": path.name if written else None, "ntotal": names_index.size}
     dims = {int(kb.vector_sets[k].matrix.shape[1]) for k in kb.vector_sets if k[1] == encoder_id}
     from .. import __version__
 
@@ -184,6 +185,18 @@ def verify_files(kb_dir: Path, manifest: dict[str, Any], verify: str) -> None:
             raise KnowledgeBaseError(f"{path}: checksum mismatch (the file is corrupted or was changed after the build)")
 
 
+def _read(path: Path, reader, *args):
+    """Run ``reader(path, *args)``; any failure becomes an error naming the file."""
+    try:
+        return reader(path, *args)
+    except (OSError, ValueError, RuntimeError, EOFError, KeyError) as exc:
+        raise KnowledgeBaseError(f"{path}: cannot load: {exc}") from exc
+
+
+def _npy(path: Path) -> np.ndarray:
+    return np.load(path, mmap_mode="r", allow_pickle=False)
+
+
 def load_kb(kb, kb_dir: str | Path, verify: str = "full") -> dict[str, Any]:
     """Fill ``kb`` from a kb_dir: arrays memory-mapped, nothing re-embedded."""
     from .base import VectorSet
@@ -191,33 +204,34 @@ def load_kb(kb, kb_dir: str | Path, verify: str = "full") -> dict[str, Any]:
     kb_dir = Path(kb_dir)
     manifest = read_manifest(kb_dir)
     verify_files(kb_dir, manifest, verify)
-    try:
-        store = EntityStore()
-        for name in STRING_COLUMNS:
-            setattr(store, name, StringColumn.load(kb_dir, f"entities.{name}"))
-        for name in ARRAY_COLUMNS:
-            setattr(store, name, np.load(kb_dir / f"entities.{name}.npy", mmap_mode="r"))
-        store.alive = np.ones(len(store.ids), dtype=bool)
-        store._reindex_ids()
-        names = NameIndex.load(kb_dir, ngram=3)
-        vector_sets = {}
-        for kind, info in manifest.get("vectors", {}).items():
-            matrix = np.load(kb_dir / info["file"], mmap_mode="r")
-            vector_sets[(kind, manifest["encoder"], info["template"])] = VectorSet(kind, manifest["encoder"], info["template"], matrix)
-        indexes = {}
-        if manifest.get("index"):
-            info = manifest["index"]
-            index = VectorIndex.load(kb_dir / info["file"], info["type"], info.get("params", {}))
-            if index.size != info["ntotal"]:
-                raise KnowledgeBaseError(f"{kb_dir / info['file']}: holds {index.size} vectors, the manifest says {info['ntotal']}")
-            template = manifest["vectors"]["names"]["template"]
-            indexes[("names", manifest["encoder"], template)] = index
-    except KnowledgeBaseError:
-        raise
-    except (OSError, ValueError, RuntimeError, KeyError) as exc:
-        raise KnowledgeBaseError(f"{kb_dir}: cannot load: {exc}") from exc
-    if len(store.ids) != manifest["count"] or len(store.names) != manifest["names"]:
+    store = EntityStore()
+    for name in STRING_COLUMNS:
+        data = _read(kb_dir / f"entities.{name}.data.npy", _npy)
+        offsets = _read(kb_dir / f"entities.{name}.offsets.npy", _npy)
+        setattr(store, name, StringColumn(data, offsets))
+    for name in ARRAY_COLUMNS:
+        setattr(store, name, _read(kb_dir / f"entities.{name}.npy", _npy))
+    store.alive = np.ones(len(store.ids), dtype=bool)
+    if len(store.ids) != manifest.get("count") or len(store.names) != manifest.get("names"):
         raise KnowledgeBaseError(f"{kb_dir}: entity table does not match the manifest counts")
+    store._reindex_ids()
+    names = _read(kb_dir, NameIndex.load, 3)
+    vector_sets = {}
+    for kind, info in manifest.get("vectors", {}).items():
+        matrix = _read(kb_dir / info["file"], _npy)
+        if matrix.shape[0] != info["rows"] or (manifest.get("dim") and matrix.shape[1] != manifest["dim"]):
+            raise KnowledgeBaseError(f"{kb_dir / info['file']}: shape {matrix.shape} does not match the manifest")
+        vector_sets[(kind, manifest["encoder"], info["template"])] = VectorSet(kind, manifest["encoder"], info["template"], matrix)
+    indexes = {}
+    if manifest.get("index"):
+        info = manifest["index"]
+        key = ("names", manifest["encoder"], manifest["vectors"]["names"]["template"])
+        path = kb_dir / info["file"] if info["file"] else None
+        index = _read(path or kb_dir, lambda p: VectorIndex.load(path, info["type"], info.get("params", {}),
+                                                                 vector_sets[key].matrix))
+        if index.size != info["ntotal"]:
+            raise KnowledgeBaseError(f"{path or kb_dir}: index holds {index.size} vectors, the manifest says {info['ntotal']}")
+        indexes[key] = index
     with kb.lock:
         kb.store = store
         kb._names = (store.version, names)

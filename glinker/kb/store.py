@@ -86,6 +86,17 @@ class EntityStore:
                 return int(row)
         return None
 
+    def rows_of(self, ids: list[str]) -> np.ndarray:
+        """Rows of the live entities with these ids (-1 where absent), looked up in one vectorised pass."""
+        out = np.full(len(ids), -1, dtype=np.int64)
+        if not len(self._id_hash_sorted) or not ids:
+            return out
+        hashes = StringColumn.from_strings(ids).hashes()
+        pos = np.clip(np.searchsorted(self._id_hash_sorted, hashes), 0, len(self._id_hash_sorted) - 1)
+        for i in np.flatnonzero(self._id_hash_sorted[pos] == hashes):
+            out[i] = -1 if (row := self.row_of(ids[i])) is None else row
+        return out
+
     def __contains__(self, entity_id: str) -> bool:
         return self.row_of(entity_id) is not None
 
@@ -153,95 +164,91 @@ class EntityStore:
         ``overwrite=False`` keeps an already loaded id (counted in ``skipped_existing``);
         ``overwrite=True`` replaces it. A bad row raises :class:`KnowledgeBaseError` naming
         the file, line and field, or with ``on_error="skip"`` becomes a reject and loading goes on.
+        Rows are turned into columns every ``CHUNK_ROWS`` rows, and the store changes only when the
+        whole source was read, so a failed load leaves it as it was.
         """
         if on_error not in ("raise", "skip"):
             raise KnowledgeBaseError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         report = LoadReport()
-        rows: list[EntityRow] = []
-        seen: dict[str, tuple[str, int]] = {}
+        batch: list[EntityRow] = []
+        chunks: list[_Chunk] = []
+        retire: list[int] = []
+        seen: dict[str, int] = {}
         vector_dim: int | None = None
         for source_name, line, raw in iter_raw_rows(source):
             try:
                 row = parse_row(raw)
                 if row.entity_id in seen:
-                    first_source, first_line = seen[row.entity_id]
-                    raise RowError(
-                        "entity_id",
-                        f"duplicate id {row.entity_id!r} (first at {first_source}, line {first_line})",
-                    )
+                    raise RowError("entity_id", f"duplicate id {row.entity_id!r} (first at line {seen[row.entity_id]})")
                 if row.embedding is not None:
-                    if vector_dim is None:
-                        vector_dim = len(row.embedding)
-                    elif len(row.embedding) != vector_dim:
-                        raise RowError(
-                            "embedding", f"has {len(row.embedding)} dimensions, earlier rows {vector_dim}"
-                        )
+                    vector_dim = vector_dim or len(row.embedding)
+                    if len(row.embedding) != vector_dim:
+                        raise RowError("embedding", f"has {len(row.embedding)} dimensions, earlier rows {vector_dim}")
             except RowError as exc:
                 reject = Reject(source_name, line, exc.field, exc.reason)
                 if on_error == "raise":
                     raise KnowledgeBaseError(reject.message()) from None
                 report.rejected.append(reject)
                 continue
-            seen[row.entity_id] = (source_name, line)
-            rows.append(row)
+            seen[row.entity_id] = line
+            batch.append(row)
+            if len(batch) == CHUNK_ROWS:
+                chunks.append(self._chunk(batch, overwrite, retire, report))
+                batch = []
+        if batch:
+            chunks.append(self._chunk(batch, overwrite, retire, report))
+        chunks = [c for c in chunks if c is not None]
+        report.loaded = sum(c.size for c in chunks) - report.overwritten
         if rejects_path is not None:
             with open(rejects_path, "ab") as handle:
                 for reject in report.rejected:
                     handle.write(orjson.dumps(reject.to_dict()) + b"\n")
-        with self.lock:
-            self._append(rows, overwrite, report)
+        if chunks:
+            with self.lock:
+                self._attach(chunks, retire)
         return report
 
-    def _append(self, rows: list[EntityRow], overwrite: bool, report: LoadReport) -> None:
-        fresh: list[EntityRow] = []
-        for row in rows:
-            existing = self.row_of(row.entity_id)
-            if existing is None:
-                fresh.append(row)
-            elif overwrite:
-                self.alive[existing] = False
-                fresh.append(row)
-                report.overwritten += 1
+    def _chunk(self, batch: list[EntityRow], overwrite: bool, retire: list[int], report: LoadReport) -> _Chunk | None:
+        """Columns of the rows to add; ids already loaded are skipped or, with ``overwrite``, retired."""
+        existing = self.rows_of([r.entity_id for r in batch])
+        hits = np.flatnonzero(existing >= 0)
+        if len(hits):
+            if overwrite:
+                retire.extend(existing[hits].tolist())
+                report.overwritten += len(hits)
             else:
-                report.skipped_existing += 1
-        report.loaded = len(fresh) - report.overwritten
-        if not fresh:
-            return
+                report.skipped_existing += len(hits)
+                batch = [r for r, e in zip(batch, existing, strict=True) if e < 0]
+        return _Chunk.of(batch) if batch else None
+
+    def _attach(self, chunks: list[_Chunk], retire: list[int]) -> None:
         first_row = self.num_rows
-        self.ids = self.ids.concat(StringColumn.from_strings(r.entity_id for r in fresh))
-        name_counts = np.fromiter((1 + len(r.aliases) for r in fresh), dtype=np.int64, count=len(fresh))
-        self.names = self.names.concat(StringColumn.from_strings(_names_of(fresh)))
+        self._add_row_vectors(chunks, first_row)
+        for name in ("ids", "names", "descriptions", "types", "extra"):
+            setattr(self, name, StringColumn.concat_all([getattr(self, name)] + [getattr(c, name) for c in chunks]))
+        name_counts = np.concatenate([c.name_counts for c in chunks])
         self.name_start = np.concatenate([self.name_start, self.name_start[-1] + np.cumsum(name_counts)])
-        self.descriptions = self.descriptions.concat(StringColumn.from_strings(r.description for r in fresh))
-        self.types = self.types.concat(StringColumn.from_strings(r.entity_type for r in fresh))
-        self.popularity = np.concatenate(
-            [self.popularity, np.fromiter((r.popularity for r in fresh), dtype=np.int64, count=len(fresh))]
-        )
-        self.extra = self.extra.concat(
-            StringColumn.from_strings(orjson.dumps(r.metadata).decode() if r.metadata else "" for r in fresh)
-        )
-        self.alive = np.concatenate([self.alive, np.ones(len(fresh), dtype=bool)])
-        self._add_row_vectors(fresh, first_row)
+        self.popularity = np.concatenate([self.popularity] + [c.popularity for c in chunks])
+        self.alive = np.concatenate([self.alive, np.ones(len(name_counts), dtype=bool)])
+        self.alive[retire] = False
         self._reindex_ids()
         self.version += 1
 
-    def _add_row_vectors(self, fresh: list[EntityRow], first_row: int) -> None:
+    def _add_row_vectors(self, chunks: list[_Chunk], first_row: int) -> None:
         """Keep vectors that came inside the rows (glinker 0.1.x ``embedding`` field)."""
-        with_vectors = [i for i, r in enumerate(fresh) if r.embedding is not None]
-        if not with_vectors:
+        given = [c for c in chunks if c.vectors is not None]
+        if not given:
             return
-        dim = len(fresh[with_vectors[0]].embedding)
-        old, model_id = self.row_vectors.get("entities", (np.zeros((first_row, dim), np.float32), None))
+        dim = given[0].vectors.shape[1]
+        old, model_id = self.row_vectors.get("entities", (np.full((first_row, dim), np.nan, np.float32), None))
         if old.shape[1] != dim:
             raise KnowledgeBaseError(f"row embeddings have {dim} dimensions, loaded ones {old.shape[1]}")
-        matrix = np.full((first_row + len(fresh), dim), np.nan, dtype=np.float32)
-        matrix[: old.shape[0]] = old
-        for i in with_vectors:
-            matrix[first_row + i] = fresh[i].embedding
-        model_ids = {fresh[i].embedding_model_id for i in with_vectors} | ({model_id} - {None})
+        model_ids = set().union(*(c.model_ids for c in given)) | ({model_id} - {None})
         if len(model_ids) > 1:
             raise KnowledgeBaseError(f"row embeddings come from several models: {sorted(map(str, model_ids))}")
-        self.row_vectors["entities"] = (matrix, next(iter(model_ids)))
+        parts = [old] + [c.vectors if c.vectors is not None else np.full((c.size, dim), np.nan, np.float32)
+                         for c in chunks]
+        self.row_vectors["entities"] = (np.concatenate(parts), next(iter(model_ids)))
 
     def _reindex_ids(self) -> None:
         hashes = self.ids.hashes()
@@ -254,7 +261,41 @@ class EntityStore:
             self._reset()
 
 
-def _names_of(rows: list[EntityRow]) -> Iterable[str]:
-    for row in rows:
-        yield row.label
-        yield from row.aliases
+CHUNK_ROWS = 50_000
+
+
+@dataclass
+class _Chunk:
+    """Up to CHUNK_ROWS parsed rows, as columns."""
+
+    size: int
+    ids: StringColumn
+    names: StringColumn
+    name_counts: np.ndarray
+    descriptions: StringColumn
+    types: StringColumn
+    extra: StringColumn
+    popularity: np.ndarray
+    vectors: np.ndarray | None
+    model_ids: set
+
+    @classmethod
+    def of(cls, rows: list[EntityRow]) -> _Chunk:
+        vectors = None
+        with_vectors = [i for i, r in enumerate(rows) if r.embedding is not None]
+        if with_vectors:
+            vectors = np.full((len(rows), len(rows[with_vectors[0]].embedding)), np.nan, dtype=np.float32)
+            for i in with_vectors:
+                vectors[i] = rows[i].embedding
+        return cls(
+            size=len(rows),
+            ids=StringColumn.from_strings(r.entity_id for r in rows),
+            names=StringColumn.from_strings(name for r in rows for name in (r.label, *r.aliases)),
+            name_counts=np.fromiter((1 + len(r.aliases) for r in rows), dtype=np.int64, count=len(rows)),
+            descriptions=StringColumn.from_strings(r.description for r in rows),
+            types=StringColumn.from_strings(r.entity_type for r in rows),
+            extra=StringColumn.from_strings(orjson.dumps(r.metadata).decode() if r.metadata else "" for r in rows),
+            popularity=np.fromiter((r.popularity for r in rows), dtype=np.int64, count=len(rows)),
+            vectors=vectors,
+            model_ids={rows[i].embedding_model_id for i in with_vectors},
+        )
