@@ -113,6 +113,7 @@ def _pipeline_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _reader_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--input", required=True, help="documents: .jsonl, .jsonl.gz, or text with --format txt")
     parser.add_argument("--format", choices=["jsonl", "txt"], default="jsonl", help="txt: one document per line")
     parser.add_argument("--text-field", default="text", help="JSONL field holding the text (default: %(default)s)")
     parser.add_argument("--id-field", default="id", help="JSONL field holding the id; absent: the line number (default: %(default)s)")
@@ -148,9 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     link = sub.add_parser("link", help="link a large JSONL/text file, streaming and resumable (bulk job)")
     _pipeline_args(link)
-    link.add_argument("--input", required=True, help="documents: .jsonl, .jsonl.gz, or text with --format txt")
-    link.add_argument("--output", required=True, help="linked JSONL (.jsonl, or .jsonl.gz); a checkpoint OUTPUT.ckpt goes beside it")
     _reader_args(link)
+    link.add_argument("--output", required=True, help="linked JSONL (.jsonl, or .jsonl.gz); a checkpoint OUTPUT.ckpt goes beside it")
     link.add_argument("--batch-size", type=int, default=64, help="documents per pipeline call and per checkpoint (default: %(default)s)")
     link.add_argument("--limit", type=int, help="stop after this many input records (documents and rejected lines)")
     link.add_argument("--rejects", help="write bad input lines here (JSONL: line, reason, raw); they are always counted")
@@ -180,9 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     render = sub.add_parser("render", help="write an HTML page of linked documents (hover a mention for its entity)")
     _pipeline_args(render)
-    render.add_argument("--input", required=True, help="documents: .jsonl, .jsonl.gz, or text with --format txt")
-    render.add_argument("--output", required=True, help="HTML file to write")
     _reader_args(render)
+    render.add_argument("--output", required=True, help="HTML file to write")
     render.add_argument("--limit", type=int, default=50, help="documents shown (default: %(default)s)")
     render.set_defaults(func=cmd_render)
     return parser

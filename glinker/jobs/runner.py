@@ -147,12 +147,14 @@ def finished(job: LinkJob, state: dict[str, Any]) -> bool:
     return job.limit is None or state["counts"]["docs"] + state["counts"]["rejected"] < job.limit
 
 
-def summary(job: LinkJob, state: dict[str, Any], started: float, resumed_from: int) -> dict[str, Any]:
+def summary(job: LinkJob, state: dict[str, Any], started: float, resumed_from: int,
+            load_seconds: float | None = None) -> dict[str, Any]:
+    """Counts over the whole output; ``seconds`` (and ``load_seconds``, the pipeline load) for this run."""
     seconds = time.perf_counter() - started
     counts = state["counts"]
     return {
         "output": str(job.output), **counts, "input_lines": state["input_line"], "resumed_from_line": resumed_from,
-        "seconds": round(seconds, 3),
+        "seconds": round(seconds, 3), "load_seconds": None if load_seconds is None else round(load_seconds, 3),
         "layer_seconds": {k: round(v, 3) for k, v in state["layer_seconds"].items()},
         "done": state["done"],
     }
@@ -166,7 +168,9 @@ def run_local(job: LinkJob) -> dict[str, Any]:
     ckpt = checkpoint_path(job.output)
     if state["done"]:
         return summary(job, state, started, resumed_from)
+    loading = time.perf_counter()
     linker = Linker(job.config, job.kb, device=job.device, candidates=job.candidates)
+    load_seconds = time.perf_counter() - loading
     write_checkpoint(ckpt, state)
     out = BatchFile(job.output, state["output_bytes"])
     rejects = BatchFile(job.rejects, state["rejects_bytes"]) if job.rejects else None
@@ -201,4 +205,4 @@ def run_local(job: LinkJob) -> dict[str, Any]:
             rejects.close()
     state["done"] = finished(job, state)
     write_checkpoint(ckpt, state)
-    return summary(job, state, started, resumed_from)
+    return summary(job, state, started, resumed_from, load_seconds)
