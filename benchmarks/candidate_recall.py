@@ -24,12 +24,13 @@ SETUPS = {
 }
 
 
-def l2_only(layers: list[dict], abbreviations: bool) -> dict:
+def l2_only(layers: list[dict], abbreviations: bool, hierarchy: bool = True) -> dict:
     return {"name": "l2", "nodes": [{
         "id": "l2", "processor": "l2_chain",
         "inputs": {"mentions": {"source": "$input", "fields": "entities"}, "texts": {"source": "$input", "fields": "texts"}},
         "output": {"key": "l2_result"},
         "config": {"layers": layers, "max_candidates": 30, "abbreviations": abbreviations,
+                   "hierarchy": {"field": "parent_ids"} if hierarchy else None,
                    "embeddings": {"enabled": True, "model_name": MINILM}},
     }]}
 
@@ -65,6 +66,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--setups", default=",".join(SETUPS))
     parser.add_argument("--no-abbreviations", action="store_true")
+    parser.add_argument("--no-hierarchy", action="store_true", help="do not add shared MEDIC ancestors (parent_ids)")
     args = parser.parse_args()
     require_shared_data()
     from glinker import DAGExecutor
@@ -73,7 +75,7 @@ def main() -> None:
     docs = bc5cdr_docs(args.split)
     results = {}
     for name in args.setups.split(","):
-        executor = DAGExecutor(l2_only(SETUPS[name], not args.no_abbreviations))
+        executor = DAGExecutor(l2_only(SETUPS[name], not args.no_abbreviations, not args.no_hierarchy))
         executor.load_entities(kb_dir)
         executor.execute({"texts": ["warm up"], "entities": [[{"text": "warm", "start": 0, "end": 4}]]})
         results[name] = evaluate(executor, docs, args.batch)

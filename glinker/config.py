@@ -150,6 +150,15 @@ class L2LayerConfig(StrictModel):
         return value
 
 
+class HierarchyConfig(StrictModel):
+    """Add ancestors that the best candidates share (for KBs whose rows list their parents)."""
+
+    field: str = Field("parent_ids", description="entity field holding the ids of an entity's parents")
+    depth: int = Field(2, ge=1, le=5, description="how many levels up to look")
+    from_top: int = Field(10, ge=1, description="how many of the best candidates vote for their ancestors")
+    max_added: int = Field(5, ge=1, description="at most this many ancestors join the candidates")
+
+
 class L2Config(StrictModel):
     layers: list[L2LayerConfig] = Field(default_factory=lambda: [L2LayerConfig(type="dict")])
     max_candidates: int = Field(30, ge=1)
@@ -157,6 +166,7 @@ class L2Config(StrictModel):
     embeddings: EmbeddingConfig | None = None
     fusion_k: int = Field(60, ge=1, description="k of reciprocal-rank fusion across layers")
     abbreviations: bool = Field(True, description="expand abbreviations defined in the same text")
+    hierarchy: HierarchyConfig | None = Field(None, description="add shared ancestors of the best candidates")
     max_text_candidates: int = Field(
         100_000, ge=1, description="bound on candidates per text when no mentions are given"
     )

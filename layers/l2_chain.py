@@ -23,6 +23,7 @@ from glinker.text import abbreviations
 from glinker.types import L2Output, Mention, MentionCandidates
 
 EXACT_SCORE = 1.0
+CANONICAL_SCORE = 0.95
 
 
 @dataclass
@@ -32,6 +33,7 @@ class Hits:
     found: dict[int, tuple[int, float]] = field(default_factory=dict)
     exact: set[int] = field(default_factory=set)
     exact_label: set[int] = field(default_factory=set)
+    canonical: set[int] = field(default_factory=set)
 
     def add(self, row: int, score: float) -> None:
         best = self.found.get(row)
@@ -110,6 +112,10 @@ class CandidateRetriever:
                         hits.exact.add(int(row))
                         if name_row == self.kb.store.name_start[row]:
                             hits.exact_label.add(int(row))
+            for q in queries:
+                for row in entity_of[index.canonical(q)]:
+                    hits.add(int(row), CANONICAL_SCORE)
+                    hits.canonical.add(int(row))
         if "fuzzy" in layer.search_mode and layer.fuzzy is not None:
             for q in queries:
                 keys, scores = index.similar(q, k, layer.fuzzy.min_similarity)
@@ -141,7 +147,8 @@ class CandidateRetriever:
 
     def _fuse(self, layer_hits: list[Hits]) -> list:
         """Order: exact name matches first (the entity's label before an alias, then by popularity),
-        then reciprocal-rank fusion across layers, best similarity, popularity, entity id."""
+        then canonical (word-order free, stemmed) name matches, then reciprocal-rank fusion across
+        layers, best similarity, popularity, entity id."""
         store = self.kb.store
         k = self.config.fusion_k
         fused: dict[int, float] = defaultdict(float)
@@ -149,6 +156,7 @@ class CandidateRetriever:
         sources: dict[int, list[str]] = defaultdict(list)
         exact = set().union(*(hits.exact for hits in layer_hits))
         exact_label = set().union(*(hits.exact_label for hits in layer_hits))
+        canonical = set().union(*(hits.canonical for hits in layer_hits))
         for layer, hits in zip(self.layers, layer_hits, strict=True):
             for row, (rank, score) in hits.found.items():
                 if not store.alive[row] or store.popularity[row] < self.config.min_popularity:
@@ -166,14 +174,42 @@ class CandidateRetriever:
             key=lambda i: (
                 -(rows[i] in exact),
                 -(rows[i] in exact_label),
+                -(rows[i] in canonical),
                 -store.popularity[rows[i]] if rows[i] in exact else 0,
                 -fused[rows[i]],
                 -best[rows[i]],
                 -store.popularity[rows[i]],
                 ids[i],
             ),
-        )[: self.config.max_candidates]
-        return [store.candidate(int(rows[i]), best[rows[i]], "+".join(sources[rows[i]])) for i in order]
+        )
+        ranked = [int(rows[i]) for i in order]
+        chosen = ranked[: self.config.max_candidates]
+        if self.config.hierarchy is not None:
+            added = self._ancestors(ranked, best)
+            chosen = chosen[: self.config.max_candidates - len(added)] + list(added)
+            best.update(added)
+            for row in added:
+                sources[row] = ["hierarchy"]
+        return [store.candidate(row, best[row], "+".join(sources[row])) for row in chosen]
+
+    def _ancestors(self, ranked: list[int], best: dict[int, float]) -> dict[int, float]:
+        """Ancestors shared by the best candidates, most voted first (votes fall with rank and depth);
+        each scored 0.9 times the best score of its voters."""
+        h = self.config.hierarchy
+        store = self.kb.store
+        votes: dict[int, float] = defaultdict(float)
+        score: dict[int, float] = defaultdict(float)
+        present = set(ranked[: self.config.max_candidates])
+        for rank, row in enumerate(ranked[: h.from_top]):
+            frontier = [row]
+            for depth in range(1, h.depth + 1):
+                parent_ids = [p for r in frontier for p in _as_list(store.metadata(r).get(h.field))]
+                frontier = [int(r) for r in store.rows_of(parent_ids) if r >= 0]
+                for parent in frontier:
+                    votes[parent] += 1.0 / ((rank + 1) * depth)
+                    score[parent] = max(score[parent], 0.9 * best[row])
+        fresh = sorted((p for p in votes if p not in present), key=lambda p: (-votes[p], store.ids[p]))
+        return {p: score[p] for p in fresh[: h.max_added]}
 
     # ------------------------------------------------------------------ precompute
 
@@ -184,6 +220,12 @@ class CandidateRetriever:
         layer = next(layer for layer in self.layers if layer.type == "faiss")
         return self.kb.vector_index(self.encoder, "names", index_type=layer.index, batch_size=batch_size,
                                     progress=progress).size
+
+
+def _as_list(value) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
 def build(node: NodeSpec, config: L2Config, runtime) -> CandidateRetriever:

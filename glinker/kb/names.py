@@ -1,6 +1,7 @@
 """NameIndex: every KB name (labels and aliases), normalised, with three vectorised lookups.
 
 - ``exact``: normalised name -> entity rows (sorted 64-bit hashes + ``searchsorted``).
+- ``canonical``: the same over word-order free, stemmed names ("breast neoplasms" ~ "Neoplasms, Breast").
 - ``similar``: character n-gram TF-IDF cosine against every distinct name (an inverted index in CSR
   arrays; scores accumulated with numpy, no per-name Python loop).
 - ``scan``: every KB name occurring in a text, longest match first (a gazetteer): all token windows
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .columns import StringColumn, fixed_span_hashes, span_hashes, string_hash
-from .normalize import normalize_name, tokens_with_offsets
+from .normalize import canonical_name, normalize_name, tokens_with_offsets
 
 ARRAYS = (
     "key_hash",
@@ -29,6 +30,9 @@ ARRAYS = (
     "post_keys",
     "post_weights",
     "gram_idf",
+    "canon_hash",
+    "canon_name_offsets",
+    "canon_names",
 )
 
 
@@ -69,6 +73,14 @@ class NameIndex:
             "key_tokens": np.array([k.count(" ") + 1 if k else 0 for k in key_text], dtype=np.int32),
         }
         arrays.update(_ngram_arrays(key_text, ngram))
+        canon_hash, canon_inverse = np.unique(
+            StringColumn.from_strings([canonical_name(k) for k in normalized]).hashes(), return_inverse=True
+        )
+        arrays["canon_hash"] = canon_hash
+        arrays["canon_name_offsets"] = np.concatenate(
+            [[0], np.cumsum(np.bincount(canon_inverse, minlength=len(canon_hash)))]
+        ).astype(np.int64)
+        arrays["canon_names"] = np.argsort(canon_inverse, kind="stable").astype(np.int64)
         return cls(arrays, keys, ngram)
 
     def save(self, directory: Path) -> list[Path]:
@@ -104,6 +116,18 @@ class NameIndex:
         """Key of the KB name equal to ``text`` after normalisation."""
         normalized = normalize_name(text)
         return self.key_of(normalized) if normalized else None
+
+    def canonical(self, text: str) -> np.ndarray:
+        """Name rows whose canonical form equals that of ``text`` (hash match; collisions are negligible)."""
+        key = canonical_name(normalize_name(text))
+        if not key:
+            return np.zeros(0, np.int64)
+        h = np.uint64(string_hash(key))
+        i = int(np.searchsorted(self.a["canon_hash"], h))
+        if i >= len(self.a["canon_hash"]) or self.a["canon_hash"][i] != h:
+            return np.zeros(0, np.int64)
+        lo, hi = self.a["canon_name_offsets"][i], self.a["canon_name_offsets"][i + 1]
+        return self.a["canon_names"][lo:hi]
 
     def similar(self, text: str, k: int, min_similarity: float) -> tuple[np.ndarray, np.ndarray]:
         """Keys most similar to ``text`` by n-gram TF-IDF cosine, best first, and their scores."""
