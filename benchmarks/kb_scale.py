@@ -102,7 +102,7 @@ def search(out: Path, queries: int, batch: int, k: int, exact_sample: int) -> di
     return {
         "load_s": round(load_s, 3),
         "mentions_per_s": round(queries / search_s, 1),
-        "recall_vs_exact@%d" % k: round(float(overlap), 4),
+        f"recall_vs_exact@{k}": round(float(overlap), 4),
         "search_peak_rss_mib": round(peak_rss_mib(), 1),
     }
 
