@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from ..templates import render_template
 from ..types import Candidate
 
 
 def candidate_text(candidate: Candidate, template: str) -> str:
     """A candidate rendered with the schema template, from the same fields as the KB renders its rows."""
-    fields = candidate.to_dict()
-    return render_template(template, {**fields.pop("metadata"), **fields})
+    fields = {f.name: getattr(candidate, f.name) for f in dataclasses.fields(candidate) if f.name != "metadata"}
+    return render_template(template, {**candidate.metadata, **fields})
 
 
 def make_scorer(backend: str, config, template: str, kb, max_labels: int | None = None):
