@@ -226,7 +226,10 @@ def test_link_scores_equal_gliner_inference_with_fixed_spans(models, kb, kind, m
             probs = found[0]["class_probs"]  # the top 5 labels
             for label, score in zip(labels, scores, strict=True):
                 assert abs(probs[label] - score) <= 1e-5
-    monkeypatch.setattr(gl, "MARKER_SPAN_MODES", ())  # the full forward pass gives the same scores
+    assert scorer.gliner.ends_only  # markerV0: spans from their end words alone ...
+    monkeypatch.setattr(scorer.gliner, "ends_only", False)  # ... from all words ...
+    assert_scores_close(scorer.score(TEXTS, groups), ours)
+    monkeypatch.setattr(gl, "MARKER_SPAN_MODES", ())  # ... and GLiNER's full forward pass agree
     assert_scores_close(scorer.score(TEXTS, groups), ours)
 
 

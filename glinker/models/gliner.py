@@ -90,6 +90,11 @@ class GlinerModel:
         self.max_words = int(self.config.max_len)
         self.lock = threading.Lock()
         self._collators = {}
+        from gliner.modeling.context_encoders import IdentityContextEncoder
+
+        context = getattr(getattr(self.model.model, "span_rep_layer", None), "context_encoder", None)
+        # these span modes read a span's two end words only: linking projects just those words
+        self.ends_only = self.config.span_mode in ("marker", "markerV0") and isinstance(context, IdentityContextEncoder)
 
     # ------------------------------------------------------------------ words and windows
 
@@ -100,7 +105,8 @@ class GlinerModel:
         nonempty = [i for i, t in enumerate(tokens) if t]
         counts = {}
         if nonempty:
-            enc = self.tokenizer([tokens[i] for i in nonempty], is_split_into_words=True, add_special_tokens=False)
+            enc = self.tokenizer([tokens[i] for i in nonempty], is_split_into_words=True, add_special_tokens=False,
+                                 verbose=False)
             for k, i in enumerate(nonempty):
                 ids = np.array([w for w in enc.word_ids(k) if w is not None], dtype=np.int64)
                 counts[i] = np.bincount(ids, minlength=len(tokens[i]))
@@ -219,8 +225,9 @@ class GlinerModel:
                     label_mask=None):
         """Logits ``[B, S, C]`` of the given word spans of each row against the row's labels.
 
-        Marker span modes compute representations for these spans only; other span modes run the
-        full forward pass and pick the spans out of it.
+        Marker span modes compute representations for these spans only (from their end words alone
+        where that is all the mode reads); other span modes run the full forward pass and pick the
+        spans out of it.
         """
         torch = self.torch
         width = self.max_width
@@ -244,8 +251,12 @@ class GlinerModel:
                 input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
                 text_lengths=inputs["text_lengths"], words_mask=inputs["words_mask"], **kwargs,
             )
-            span_rep = core.span_rep_layer(reps.words_embedding, idx.to(self.device))
-            span_rep = span_rep.reshape(len(spans), padded, -1)[:, :n_spans]
+            words, idx = reps.words_embedding, idx.to(self.device)
+            if self.ends_only:
+                ends = idx.reshape(len(spans), -1)
+                words = torch.gather(words, 1, ends.unsqueeze(-1).expand(-1, -1, words.shape[-1]))
+                idx = torch.arange(ends.shape[1], device=self.device).reshape(1, padded, 2).expand(len(spans), -1, -1)
+            span_rep = core.span_rep_layer(words, idx).reshape(len(spans), padded, -1)[:, :n_spans]
             prompts = core.prompt_rep_layer(reps.prompts_embedding)
             return torch.einsum("BSD,BCD->BSC", span_rep, prompts)
 
