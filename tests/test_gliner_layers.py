@@ -383,3 +383,22 @@ def test_create_simple_with_gliner_and_reranker(models, entities):
     records = check_records(TEXTS, external.execute({"texts": TEXTS, "entities": mentions}), stage="l4")
     assert [[(e.mention_start, e.mention_end) for e in r] for r in records] == \
         [[(m["start"], m["end"]) for m in per] for per in mentions]
+
+
+def test_gliner_linker_over_a_minilm_kb_dir(models, entities, tmp_path):
+    """A kb_dir built for the faiss layer's encoder serves a GLiNER linker too: its label vectors are
+    another kind, made on the fly, never mixed with the stored ones."""
+    from glinker.kb.build import build_kb_dir
+
+    kb_dir = tmp_path / "kb"
+    build_kb_dir(entities, kb_dir, "sentence-transformers/all-MiniLM-L6-v2", kinds=("names",), progress=False)
+    builder = ConfigBuilder()
+    builder.l2.add("dict", priority=1).add("faiss", priority=0)
+    builder.l2.embeddings(enabled=True, model_name="sentence-transformers/all-MiniLM-L6-v2")
+    builder.l3.configure(model=models["bi"], threshold=0.0)
+    executor = DAGExecutor(builder.build())
+    executor.load_entities(kb_dir)
+    assert executor.precompute_embeddings()["l3"] == len(entities)
+    ctx = executor.execute({"texts": TEXTS})
+    check_records(TEXTS, ctx, stage="l3")
+    assert executor.kb.manifest["encoder"] == "sentence-transformers/all-MiniLM-L6-v2"

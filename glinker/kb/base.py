@@ -26,9 +26,14 @@ from .vector_index import VectorIndex
 NAME_TEMPLATE = "{label}"
 
 
+KINDS = ("names", "entities", "labels")
+
+
 @dataclass
 class VectorSet:
-    """Vectors of every entity row (kind "entities") or name row (kind "names") for one encoder."""
+    """Vectors for one encoder: kind "names" has one per name row (label and aliases, unit length, the
+    FAISS retrieval space); "entities" one per entity row made with a template (unit length, dense
+    linking); "labels" one per entity row from a GLiNER bi-encoder's label encoder (used as is)."""
 
     kind: str
     encoder_id: str
@@ -101,9 +106,10 @@ class KnowledgeBase:
             return self._names[1]
 
     def check_encoder(self, encoder_id: str, kind: str, template: str) -> None:
-        """Refuse vectors of another encoder or template than the kb_dir was built with."""
+        """Refuse names/entities vectors of another encoder or template than the kb_dir holds for them,
+        rather than silently re-embedding the whole KB in another space."""
         m = self.manifest
-        if not m or not m.get("encoder"):
+        if not m or not m.get("encoder") or kind not in m.get("vectors", {}):
             return
         if m["encoder"] != encoder_id:
             raise KnowledgeBaseError(
@@ -120,14 +126,14 @@ class KnowledgeBase:
     def vectors(self, encoder, kind: str, template: str = NAME_TEMPLATE, batch_size: int = 64,
                 progress: bool = False) -> VectorSet:
         """Vectors of all entity rows or name rows; rows added since the last call are embedded now."""
-        if kind not in ("entities", "names"):
-            raise ValueError(f"kind must be 'entities' or 'names', got {kind!r}")
-        template = template if kind == "entities" else NAME_TEMPLATE
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        template = NAME_TEMPLATE if kind == "names" else template
         self.check_encoder(encoder.model_id, kind, template)
         key = (kind, encoder.model_id, template)
         with self.lock:
             existing = self.vector_sets.get(key)
-            total = self.store.num_rows if kind == "entities" else len(self.store.names)
+            total = len(self.store.names) if kind == "names" else self.store.num_rows
             done = 0 if existing is None else existing.matrix.shape[0]
             if existing is not None and done == total:
                 return existing
@@ -142,10 +148,12 @@ class KnowledgeBase:
         out = np.zeros((len(rows), encoder.dim), dtype=np.float32)
         todo = np.arange(len(rows))
         given = self.store.row_vectors.get("entities")
-        if kind == "entities" and given is not None and given[1] == encoder.model_id:
+        if kind != "names" and given is not None and given[1] == encoder.model_id:
             have = given[0][start:stop]
             known = ~np.isnan(have).any(axis=1)
-            out[known] = have[known] / np.maximum(np.linalg.norm(have[known], axis=1, keepdims=True), 1e-12)
+            out[known] = have[known]
+            if kind == "entities":
+                out[known] /= np.maximum(np.linalg.norm(have[known], axis=1, keepdims=True), 1e-12)
             todo = np.flatnonzero(~known)
         if len(todo):
             texts = (self.store.names.take(np.asarray(rows)[todo]) if kind == "names"

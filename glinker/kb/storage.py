@@ -60,7 +60,7 @@ def compacted(kb) -> None:
     fresh.alive = np.ones(len(keep), dtype=bool)
     fresh._reindex_ids()
     for vs in kb.vector_sets.values():
-        rows = keep if vs.kind == "entities" else name_keep
+        rows = name_keep if vs.kind == "names" else keep
         vs.matrix = np.asarray(vs.matrix)[rows]
     kb.faiss_indexes.clear()
     kb.store = fresh

@@ -375,7 +375,7 @@ class GlinerLinkScorer:
         """Embed every KB entity with the label encoder (bi-encoders with precomputed embeddings only)."""
         if self.label_encoder is None or not self.use_precomputed:
             return 0
-        vectors = self.kb.vectors(self.label_encoder, "entities", self.template, batch_size=batch_size, progress=progress)
+        vectors = self.kb.vectors(self.label_encoder, "labels", self.template, batch_size=batch_size, progress=progress)
         return len(vectors.matrix)
 
     def score(self, texts: list[str], groups: list[list[MentionCandidates]]) -> list[list[np.ndarray]]:
@@ -486,7 +486,7 @@ class GlinerLinkScorer:
         if self.use_precomputed:
             rows = [self.kb.store.row_of(c.entity_id) for c in candidates]
             if None not in rows:
-                matrix = self.kb.vectors(self.label_encoder, "entities", self.template).matrix
+                matrix = self.kb.vectors(self.label_encoder, "labels", self.template).matrix
                 return np.asarray(matrix[rows], dtype=np.float32)
         texts = [candidate_text(c, self.template) for c in candidates]
         if self.cache is None:
