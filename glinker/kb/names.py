@@ -94,7 +94,10 @@ class NameIndex:
     @classmethod
     def load(cls, directory: Path, ngram: int) -> NameIndex:
         arrays = {name: np.load(directory / f"names.{name}.npy", mmap_mode="r", allow_pickle=False) for name in ARRAYS}
-        return cls(arrays, StringColumn.load(directory, "names.keys"), ngram)
+        for name in ("key_name_offsets", "key_names", "name_entity", "canon_name_offsets", "canon_names"):
+            arrays[name] = np.asarray(arrays[name])  # indexed per lookup: keep in RAM
+        keys = StringColumn.load(directory, "names.keys")
+        return cls(arrays, StringColumn(keys.data, np.asarray(keys.offsets)), ngram)
 
     # ------------------------------------------------------------------ lookups
 

@@ -197,6 +197,11 @@ def _npy(path: Path) -> np.ndarray:
     return np.load(path, mmap_mode="r", allow_pickle=False)
 
 
+def _npy_in_memory(path: Path) -> np.ndarray:
+    """Small per-row arrays (offsets, popularity) are read into RAM: they are indexed one scalar at a time."""
+    return np.load(path, allow_pickle=False)
+
+
 def load_kb(kb, kb_dir: str | Path, verify: str = "full") -> dict[str, Any]:
     """Fill ``kb`` from a kb_dir: arrays memory-mapped, nothing re-embedded."""
     from .base import VectorSet
@@ -207,10 +212,10 @@ def load_kb(kb, kb_dir: str | Path, verify: str = "full") -> dict[str, Any]:
     store = EntityStore()
     for name in STRING_COLUMNS:
         data = _read(kb_dir / f"entities.{name}.data.npy", _npy)
-        offsets = _read(kb_dir / f"entities.{name}.offsets.npy", _npy)
+        offsets = _read(kb_dir / f"entities.{name}.offsets.npy", _npy_in_memory)
         setattr(store, name, StringColumn(data, offsets))
     for name in ARRAY_COLUMNS:
-        setattr(store, name, _read(kb_dir / f"entities.{name}.npy", _npy))
+        setattr(store, name, _read(kb_dir / f"entities.{name}.npy", _npy_in_memory))
     store.alive = np.ones(len(store.ids), dtype=bool)
     if len(store.ids) != manifest.get("count") or len(store.names) != manifest.get("names"):
         raise KnowledgeBaseError(f"{kb_dir}: entity table does not match the manifest counts")
