@@ -6,6 +6,21 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+# Property-based tests (tests/test_fuzz_*.py): CI runs a fixed seed and a bounded number of examples;
+# HYPOTHESIS_PROFILE=long runs 10,000 examples per property (costly properties scale down, see costly()).
+_FUZZ = {"derandomize": True, "database": None, "deadline": None, "print_blob": True,
+         "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]}
+settings.register_profile("ci", max_examples=100, **_FUZZ)
+settings.register_profile("long", max_examples=10_000, **_FUZZ)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def costly(divisor: int) -> settings:
+    """Settings for a property whose examples cost ~``divisor`` cheap ones: fewer examples, same seed."""
+    return settings(max_examples=max(5, settings.default.max_examples // divisor))
+
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data"

@@ -7,7 +7,7 @@ Each bad row is either an error naming the file, line and field (``on_error="rai
 from __future__ import annotations
 
 import gzip
-import math
+import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +21,7 @@ MAX_NAME_CHARS = 1_000
 MAX_DESCRIPTION_CHARS = 100_000
 MAX_ALIASES = 10_000
 MAX_LINE_BYTES = 64 * 1024 * 1024
+FLOAT32_MAX = 3.4028234663852886e38
 KNOWN_FIELDS = ("entity_id", "label", "aliases", "description", "entity_type", "popularity")
 VECTOR_FIELDS = ("embedding", "embedding_model_id")
 
@@ -71,9 +72,13 @@ def iter_raw_rows(source: str | Path | Iterable[Mapping] | Mapping) -> Iterator[
             if isinstance(value, Mapping):
                 value = {"entity_id": key, **value}
             yield "dict", number, value
-    else:
+    elif isinstance(source, Iterable):
         for number, value in enumerate(source, start=1):
             yield "list", number, value
+    else:
+        raise KnowledgeBaseError(
+            f"entities must be a .jsonl(.gz) path, a list of dicts or a dict of dicts, got {type(source).__name__}"
+        )
 
 
 def _iter_file(path: Path) -> Iterator[tuple[str, int, Any]]:
@@ -85,20 +90,24 @@ def _iter_file(path: Path) -> Iterator[tuple[str, int, Any]]:
     name = str(path)
     try:
         with opener(path, "rb") as handle:
-            for number, line in enumerate(handle, start=1):
+            number = 0
+            while line := handle.readline(MAX_LINE_BYTES + 1):
+                number += 1
+                if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+                    while line and not line.endswith(b"\n"):
+                        line = handle.readline(MAX_LINE_BYTES + 1)
+                    yield name, number, RowError("<line>", f"line longer than {MAX_LINE_BYTES} bytes")
+                    continue
                 if number == 1 and line.startswith(b"\xef\xbb\xbf"):
                     line = line[3:]
                 line = line.strip()
                 if not line:
                     continue
-                if len(line) > MAX_LINE_BYTES:
-                    yield name, number, RowError("<line>", f"line longer than {MAX_LINE_BYTES} bytes")
-                    continue
                 try:
                     yield name, number, orjson.loads(line)
                 except orjson.JSONDecodeError as exc:
                     yield name, number, RowError("<json>", f"invalid JSON or UTF-8: {exc}")
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except (OSError, EOFError, zlib.error) as exc:
         raise KnowledgeBaseError(f"{path}: cannot read: {exc}") from exc
 
 
@@ -116,7 +125,17 @@ def _text(obj: Mapping, field: str, required: bool, max_chars: int) -> str:
         raise RowError(field, f"longer than {max_chars} characters")
     if "\x00" in value:
         raise RowError(field, "contains a NUL character")
+    if not value.isascii() and not _encodable(value):
+        raise RowError(field, "contains a lone surrogate (not valid Unicode text)")
     return value
+
+
+def _encodable(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def parse_row(obj: Any) -> EntityRow:
@@ -141,6 +160,8 @@ def parse_row(obj: Any) -> EntityRow:
             raise RowError("aliases", f"an alias is longer than {MAX_NAME_CHARS} characters")
         if "\x00" in alias:
             raise RowError("aliases", "an alias contains a NUL character")
+        if not alias.isascii() and not _encodable(alias):
+            raise RowError("aliases", "an alias contains a lone surrogate (not valid Unicode text)")
     popularity = obj.get("popularity")
     if popularity is None:
         popularity = 0
@@ -157,12 +178,14 @@ def parse_row(obj: Any) -> EntityRow:
         for value in embedding:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise RowError("embedding", f"expected numbers, found {type(value).__name__}")
-            if not math.isfinite(value):
-                raise RowError("embedding", "contains NaN or infinity")
+            if not abs(value) <= FLOAT32_MAX:
+                raise RowError("embedding", "contains NaN, infinity or a number beyond the float32 range")
     model_id = obj.get("embedding_model_id")
     if model_id is not None and not isinstance(model_id, str):
         raise RowError("embedding_model_id", "expected a string")
     metadata = {k: v for k, v in obj.items() if k not in KNOWN_FIELDS and k not in VECTOR_FIELDS}
+    if metadata:
+        _check_metadata(metadata)
     return EntityRow(
         entity_id=entity_id,
         label=label,
@@ -174,3 +197,17 @@ def parse_row(obj: Any) -> EntityRow:
         embedding=embedding,
         embedding_model_id=model_id,
     )
+
+
+def _check_metadata(metadata: dict[Any, Any]) -> None:
+    """Extra fields are kept as JSON: string names, JSON-serialisable values."""
+    try:
+        orjson.dumps(metadata)
+    except TypeError:
+        for key, value in metadata.items():
+            if not isinstance(key, str) or not _encodable(key):
+                raise RowError("<row>", f"field name {key!r} is not a valid string") from None
+            try:
+                orjson.dumps(value)
+            except TypeError as exc:
+                raise RowError(key, f"not storable as JSON: {exc}") from None

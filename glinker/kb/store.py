@@ -175,15 +175,20 @@ class EntityStore:
         retire: list[int] = []
         seen: dict[str, int] = {}
         vector_dim: int | None = None
+        vector_model: str | None = None
         for source_name, line, raw in iter_raw_rows(source):
             try:
                 row = parse_row(raw)
                 if row.entity_id in seen:
                     raise RowError("entity_id", f"duplicate id {row.entity_id!r} (first at line {seen[row.entity_id]})")
                 if row.embedding is not None:
-                    vector_dim = vector_dim or len(row.embedding)
+                    if vector_dim is None:
+                        vector_dim, vector_model = len(row.embedding), row.embedding_model_id
                     if len(row.embedding) != vector_dim:
                         raise RowError("embedding", f"has {len(row.embedding)} dimensions, earlier rows {vector_dim}")
+                    if row.embedding_model_id != vector_model:
+                        raise RowError("embedding_model_id", f"{row.embedding_model_id!r}, earlier rows with "
+                                       f"embeddings {vector_model!r}: one KB holds vectors of one model")
             except RowError as exc:
                 reject = Reject(source_name, line, exc.field, exc.reason)
                 if on_error == "raise":
