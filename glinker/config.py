@@ -129,7 +129,9 @@ class L2LayerConfig(StrictModel):
     # faiss layer
     top_k: int = Field(30, ge=1)
     index: Literal["auto", "flat", "hnsw", "ivf"] = "auto"
-    query: Literal["mention", "mention_context"] = "mention"
+    query: Literal["mention", "mention_context"] = Field(
+        "mention", description="faiss query: the mention alone, or with 50 characters of context each side"
+    )
     # accepted for glinker 0.1.x configs; no effect on in-process layers
     write: bool = True
     cache_policy: str = "always"
@@ -167,9 +169,6 @@ class L2Config(StrictModel):
     fusion_k: int = Field(60, ge=1, description="k of reciprocal-rank fusion across layers")
     abbreviations: bool = Field(True, description="expand abbreviations defined in the same text")
     hierarchy: HierarchyConfig | None = Field(None, description="add shared ancestors of the best candidates")
-    max_text_candidates: int = Field(
-        100_000, ge=1, description="bound on candidates per text when no mentions are given"
-    )
 
     @model_validator(mode="after")
     def _faiss_needs_encoder(self) -> L2Config:

@@ -18,11 +18,13 @@ import numpy as np
 from glinker.config import L2Config, L2LayerConfig, NodeSpec
 from glinker.errors import InputError
 from glinker.kb.gazetteer import Gazetteer
+from glinker.linking import context_window
 from glinker.models.encoder import get_encoder
 from glinker.text import abbreviations
 from glinker.types import L2Output, Mention, MentionCandidates
 
 EXACT_SCORE = 1.0
+CONTEXT_CHARS = 50
 CANONICAL_SCORE = 0.95
 
 
@@ -66,7 +68,11 @@ class CandidateRetriever:
             raise InputError(f"l2_chain got {len(mentions)} mention lists for {len(texts)} texts")
         flat = [m for per_text in mentions for m in per_text]
         queries = self._queries(mentions, texts)
-        per_layer = [self._search(layer, queries) for layer in self.layers]
+        contexts = None
+        if texts is not None and any(layer.query == "mention_context" for layer in self.layers):
+            contexts = [context_window(texts[t], m.start, m.end, CONTEXT_CHARS)
+                        for t, per_text in enumerate(mentions) for m in per_text]
+        per_layer = [self._search(layer, queries, contexts) for layer in self.layers]
         ranked = [self._fuse([hits[i] for hits in per_layer]) for i in range(len(flat))]
         out, i = [], 0
         for per_text in mentions:
@@ -92,9 +98,11 @@ class CandidateRetriever:
 
     # ------------------------------------------------------------------ layers
 
-    def _search(self, layer: L2LayerConfig, queries: list[list[str]]) -> list[Hits]:
+    def _search(self, layer: L2LayerConfig, queries: list[list[str]], contexts: list[str] | None) -> list[Hits]:
         if layer.type == "dict":
             return [self._dict_search(layer, q) for q in queries]
+        if layer.query == "mention_context" and contexts is not None:
+            queries = [[c, *q[1:]] for c, q in zip(contexts, queries, strict=True)]
         return self._faiss_search(layer, queries)
 
     def _dict_search(self, layer: L2LayerConfig, queries: list[str]) -> Hits:

@@ -203,3 +203,19 @@ def test_fusion_puts_exact_hits_first_and_dedups(gazetteer_executor):
     assert all(c.score == 1.0 for c in group.candidates[:3])
     assert all("dict" in c.source for c in group.candidates[:3])
     assert any(c.source == "faiss" for c in group.candidates[3:])
+
+
+def test_faiss_query_with_context(example_kb_path):
+    text = "The singer Mercury fronted the rock band Queen."
+    ranked = {}
+    for query in ("mention", "mention_context"):
+        builder = dense_builder(None)
+        builder._l2_layers = [{"type": "faiss", "priority": 0, "top_k": 5, "query": query}]
+        executor = DAGExecutor(builder.build())
+        executor.load_entities(example_kb_path)
+        ctx = executor.execute({"texts": [text], "entities": [[{"text": "Mercury", "start": 11, "end": 18}]]})
+        ranked[query] = [c.entity_id for c in ctx.get("l2_result").candidates[0][0].candidates]
+    assert len(ranked["mention_context"]) == 5 and ranked["mention"] != ranked["mention_context"]
+    with_context = ranked["mention_context"]
+    assert "Q15862" in with_context[:2]  # the band, named only in the context
+    assert with_context.index("Q15869") < min(with_context.index(e) for e in ("Q308", "Q925") if e in with_context)
