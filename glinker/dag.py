@@ -43,7 +43,7 @@ class DAGPipeline:
     """A validated pipeline config: nodes, their processor configs, and the execution order."""
 
     def __init__(self, spec: PipelineSpec | Mapping[str, Any]):
-        if isinstance(spec, Mapping):
+        if not isinstance(spec, PipelineSpec):
             spec = self._parse(spec)
         self.spec = spec
         self.node_configs: dict[str, BaseModel] = {}
@@ -83,8 +83,12 @@ class DAGPipeline:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"pipeline config not found: {path}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read the config as UTF-8 text: {exc}") from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+        except RecursionError:
+            raise ConfigError(f"{path}: invalid YAML: nested too deeply") from None
         try:
             return cls(data)
         except ConfigError as exc:
