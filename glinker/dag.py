@@ -7,6 +7,7 @@ Nodes run in topological order (networkx); inside a node the whole batch of text
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -54,9 +55,10 @@ class DAGPipeline:
     # ------------------------------------------------------------------ construction
 
     @staticmethod
-    def _parse(data: Mapping[str, Any]) -> PipelineSpec:
+    def _parse(data: Any) -> PipelineSpec:
         if not isinstance(data, Mapping):
             raise ConfigError(f"a pipeline config must be a mapping, got {type(data).__name__}")
+        _check_size(data)
         nodes = data.get("nodes")
         if not isinstance(nodes, list) or not nodes:
             raise ConfigError("a pipeline config needs a non-empty list 'nodes'")
@@ -132,7 +134,12 @@ class DAGPipeline:
                     parse_template(node.template)
                 except ConfigError as exc:
                     raise ConfigError(f"node {node.id!r}: key 'schema.template': {exc}") from None
-            for name in node.inputs:
+            for name, spec in node.inputs.items():
+                if spec.fields and any(not _PLAIN_FIELD.fullmatch(part) for part in spec.fields.split(".")):
+                    raise ConfigError(
+                        f"node {node.id!r}: input {name!r}: key 'fields' {spec.fields!r} may only name public "
+                        "fields, such as 'entities' or 'mentions[*].text'"
+                    )
                 if name not in info.inputs:
                     raise ConfigError(
                         f"node {node.id!r}: unknown input {name!r} for {node.processor}; "
@@ -166,6 +173,29 @@ class DAGPipeline:
             raise ConfigError(f"the pipeline has a cycle: {path}")
         position = {n.id: i for i, n in enumerate(self.spec.nodes)}
         self.order = list(nx.lexicographical_topological_sort(self.graph, key=position.__getitem__))
+
+
+MAX_CONFIG_VALUES = 1_000_000
+MAX_CONFIG_DEPTH = 100
+_PLAIN_FIELD = re.compile(r"[A-Za-z][\w-]*(\[\*\])?|\[\*\]")
+
+
+def _check_size(data: Any) -> None:
+    """Refuse configs larger or deeper than any hand-written one (YAML aliases can make a few lines
+    expand to billions of values), before anything walks them recursively."""
+    stack = [(data, 0)]
+    count = 0
+    while stack:
+        value, depth = stack.pop()
+        count += 1
+        if count > MAX_CONFIG_VALUES:
+            raise ConfigError(f"the config holds more than {MAX_CONFIG_VALUES:,} values (YAML aliases expanding?)")
+        if depth > MAX_CONFIG_DEPTH:
+            raise ConfigError(f"the config is nested more than {MAX_CONFIG_DEPTH} levels deep")
+        if isinstance(value, Mapping):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, (list, tuple)):
+            stack.extend((v, depth + 1) for v in value)
 
 
 class PipeContext:
