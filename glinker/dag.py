@@ -27,6 +27,7 @@ from .inputs import DEFAULT_MAX_TEXT_CHARS, validate_mentions, validate_texts
 from .kb import KnowledgeBase, LoadReport
 from .registry import load_layer, processor_info
 from .templates import parse_template
+from .types import L3Entity, Mention, MentionCandidates
 
 INPUT_SOURCE = "$input"
 
@@ -300,6 +301,47 @@ def _reduce(value: Any, mode: str) -> Any:
     return flat
 
 
+# What each layer input must hold: per text, a string or a list of these items.
+INPUT_ITEMS: dict[str, type | None] = {
+    "texts": None,
+    "mentions": Mention,
+    "l1_entities": Mention,
+    "candidates": MentionCandidates,
+    "l2_candidates": MentionCandidates,
+    "l3_entities": L3Entity,
+}
+
+
+def _check_input(node: NodeSpec, name: str, value: Any) -> None:
+    """A layer input of the wrong shape means its source or fields are miswired: say so, naming the node."""
+    if value is None and name not in processor_info(node.processor).required_inputs:
+        return
+    item = INPUT_ITEMS[name]
+    found = _misfit(value, item)
+    if found is None:
+        return
+    spec = node.inputs[name]
+    expected = "a list of strings" if item is None else f"a list (one per text) of lists of {item.__name__}"
+    raise ConfigError(
+        f"node {node.id!r}: input {name!r} (source {spec.source!r}, fields {spec.fields!r}) must be {expected}, "
+        f"got {found}"
+    )
+
+
+def _misfit(value: Any, item: type | None) -> str | None:
+    """The first part of ``value`` that does not fit, described, or None."""
+    if not isinstance(value, list):
+        return type(value).__name__
+    for i, per_text in enumerate(value):
+        if not isinstance(per_text, str if item is None else list):
+            return f"{type(per_text).__name__} at [{i}]"
+        if item is not None:
+            for j, x in enumerate(per_text):
+                if not isinstance(x, item):
+                    return f"{type(x).__name__} at [{i}][{j}]"
+    return None
+
+
 @dataclass
 class Runtime:
     """What layers share: the knowledge base and run options."""
@@ -362,6 +404,8 @@ class DAGExecutor:
                     else spec.default
                     for name, spec in node.inputs.items()
                 }
+                for name, value in kwargs.items():
+                    _check_input(node, name, value)
                 started = time.perf_counter()
                 try:
                     result = self.processors[node_id](**kwargs)

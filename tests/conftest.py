@@ -56,6 +56,22 @@ def dense_builder(l1: str | None = "spacy"):
     return builder
 
 
+def model_free_config() -> dict:
+    """Gazetteer L1 -> names-only L2 -> L0: the whole engine without any model (fast enough to fuzz)."""
+    texts = {"source": "$input", "fields": "texts"}
+    return {"name": "model-free", "nodes": [
+        {"id": "l1", "processor": "l1_dictionary", "inputs": {"texts": dict(texts)}, "output": {"key": "l1_result"}},
+        {"id": "l2", "processor": "l2_chain", "requires": ["l1"],
+         "inputs": {"mentions": {"source": "l1_result", "fields": "entities"}, "texts": dict(texts)},
+         "output": {"key": "l2_result"}, "schema": {"template": "{label}: {description}"},
+         "config": {"layers": [{"type": "dict"}]}},
+        {"id": "l0", "processor": "l0_aggregator", "requires": ["l2"],
+         "inputs": {"l1_entities": {"source": "l1_result", "fields": "entities"},
+                    "l2_candidates": {"source": "l2_result", "fields": "candidates"}, "texts": dict(texts)},
+         "output": {"key": "l0_result"}},
+    ]}
+
+
 @pytest.fixture(scope="session")
 def spacy_executor(example_kb_path):
     from glinker import DAGExecutor
