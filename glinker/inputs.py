@@ -22,6 +22,14 @@ def validate_texts(texts: Any, max_chars: int = DEFAULT_MAX_TEXT_CHARS) -> list[
                 f"texts[{i}] has {len(text):,} characters, more than max_text_chars={max_chars:,}; "
                 "split the document or raise the limit (DAGExecutor(..., max_text_chars=N))"
             )
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise InputError(
+                    f"texts[{i}] has a lone surrogate at character {exc.start}, which is not valid Unicode text "
+                    "(decode documents with errors='replace')"
+                ) from None
     return list(texts)
 
 
