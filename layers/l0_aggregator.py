@@ -36,22 +36,27 @@ class Aggregator:
     def _aggregate(self, groups: list[MentionCandidates], links: list[L3Entity], l1: list[Mention] | None) -> list[L0Entity]:
         c = self.config
         allowed = {(m.start, m.end) for m in l1} if (l1 is not None and c.strict_matching) else None
-        by_span = {(lk.start, lk.end): lk for lk in links}
+        kept = [g for g in groups if allowed is None or (g.mention.start, g.mention.end) in allowed]
+        by_span: dict[tuple[int, int], L3Entity] = {}
+        for lk in links:
+            by_span.setdefault((lk.start, lk.end), lk)
         used = set()
-        records = []
-        for group in groups:
-            m = group.mention
-            if allowed is not None and (m.start, m.end) not in allowed:
-                continue
-            link = by_span.get((m.start, m.end)) or self._near(links, m, used)
-            if link is not None:
+        chosen: list[L3Entity | None] = []
+        for group in kept:  # each link serves one mention: first the mention at its exact span ...
+            span = (group.mention.start, group.mention.end)
+            chosen.append(by_span.get(span) if span not in used else None)
+            if chosen[-1] is not None:
+                used.add(span)
+        for i, group in enumerate(kept):  # ... then, within the tolerance, a mention that has none
+            if chosen[i] is None and (link := self._near(links, group.mention, used)) is not None:
                 used.add((link.start, link.end))
-            records.append(self._record(m, group.candidates, link))
+                chosen[i] = link
+        records = [self._record(g.mention, g.candidates, link) for g, link in zip(kept, chosen, strict=True)]
         if not c.strict_matching:
             for link in links:
                 if (link.start, link.end) not in used and link.entity_id is not None:
-                    mention = Mention(link.text, link.start, link.end)
-                    records.append(self._record(mention, [], link))
+                    used.add((link.start, link.end))
+                    records.append(self._record(Mention(link.text, link.start, link.end), [], link))
         records = [r for r in records if c.include_unlinked or r.is_linked]
         records.sort(key=lambda r: (r.mention_start, -r.mention_end))
         return records
