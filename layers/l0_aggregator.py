@@ -24,9 +24,12 @@ class Aggregator:
         texts: list[str] | None = None,
     ) -> L0Output:
         n = len(l2_candidates)
-        for name, value in (("l3_entities", l3_entities), ("l1_entities", l1_entities)):
+        for name, value in (("l3_entities", l3_entities), ("l1_entities", l1_entities), ("texts", texts)):
             if value is not None and len(value) != n:
                 raise InputError(f"l0_aggregator: {name} has {len(value)} texts, l2_candidates {n}")
+        for name, value in (("l2_candidates", l2_candidates), ("l3_entities", l3_entities), ("l1_entities", l1_entities)):
+            if value is not None:
+                _check_spans(name, value, texts)
         out = []
         for t in range(n):
             links = list(l3_entities[t]) if l3_entities is not None else []
@@ -108,6 +111,21 @@ class Aggregator:
             "unlinked": total - linked,
             "linking_rate": linked / total if total else 0.0,
         }
+
+
+def _check_spans(name: str, per_text: list[list], texts: list[str] | None) -> None:
+    """Every span must index its text (or, without texts, at least be consistent with its own text)."""
+    for t, items in enumerate(per_text):
+        for j, item in enumerate(items):
+            m = item.mention if isinstance(item, MentionCandidates) else item
+            start, end, surface = m.start, m.end, m.text
+            if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end):
+                raise InputError(f"l0_aggregator: {name}[{t}][{j}]: span {start!r}:{end!r} is empty or negative")
+            if texts is not None and texts[t][start:end] != surface:
+                raise InputError(f"l0_aggregator: {name}[{t}][{j}]: {surface!r} is not text {t} at {start}:{end} "
+                                 f"(length {len(texts[t])})")
+            if texts is None and len(surface) != end - start:
+                raise InputError(f"l0_aggregator: {name}[{t}][{j}]: {surface!r} does not fit span {start}:{end}")
 
 
 def build(node: NodeSpec, config: L0Config, runtime) -> Aggregator:
