@@ -107,8 +107,8 @@ def _write_contents(kb, tmp: Path, encoder_id, template, index_type, dtype, buil
         names_index = next((ix for (kind, enc, _), ix in kb.faiss_indexes.items()
                             if kind == "names" and enc == encoder_id), None)
         if names_index is None and "names" in vectors:
-            names_index = VectorIndex.build(np.load(tmp / "vectors.names.npy", mmap_mode="r"), index_type,
-                                            progress=progress)
+            names_index = VectorIndex.build(np.load(tmp / "vectors.names.npy", mmap_mode="r", allow_pickle=False),
+                                            index_type, progress=progress)
         if names_index is not None:
             path = tmp / "index.names.faiss"
             written = names_index.save(path)
