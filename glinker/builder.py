@@ -172,7 +172,7 @@ class ConfigBuilder:
             top_k: int | None = None,
             max_labels: int | None = None,
             context_chars: int = 100,
-            retrieval_weight: float = 0.7,
+            retrieval_weight: float = 0.8,
         ) -> ConfigBuilder:
             """Disambiguation: backend "gliner", "cross_encoder" or "dense" (None: guessed from the model)."""
             options = dict(locals())

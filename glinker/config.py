@@ -202,8 +202,12 @@ class L3Config(StrictModel):
     )
     context_chars: int = Field(100, ge=0, description="characters of context around a mention (dense)")
     retrieval_weight: float = Field(
-        0.7, ge=0.0, le=1.0, description="dense: weight of the L2 retrieval score in the final score"
+        0.8, ge=0.0, le=1.0, description="dense: weight of the L2 retrieval score; the rest goes to the context cosine"
     )
+    hierarchy: HierarchyConfig | None = Field(
+        None, description="dense: use ancestor votes over this parent field as a feature (support)"
+    )
+    support_weight: float = Field(0.1, ge=0.0, le=1.0, description="dense: weight of the ancestor-vote feature")
 
 
 class L4Config(StrictModel):

@@ -18,6 +18,7 @@ import numpy as np
 from glinker.config import L2Config, L2LayerConfig, NodeSpec
 from glinker.errors import InputError
 from glinker.kb.gazetteer import Gazetteer
+from glinker.kb.hierarchy import ancestor_votes
 from glinker.linking import context_window
 from glinker.models.encoder import get_encoder
 from glinker.text import abbreviations
@@ -201,23 +202,13 @@ class CandidateRetriever:
         return [store.candidate(row, best[row], "+".join(sources[row])) for row in chosen]
 
     def _ancestors(self, ranked: list[int], best: dict[int, float]) -> dict[int, float]:
-        """Ancestors shared by the best candidates, most voted first (votes fall with rank and depth);
-        each scored 0.9 times the best score of its voters."""
+        """The most voted ancestors of the best candidates that are not candidates yet, each scored
+        0.9 times the score of its best-ranked descendant."""
         h = self.config.hierarchy
-        store = self.kb.store
-        votes: dict[int, float] = defaultdict(float)
-        score: dict[int, float] = defaultdict(float)
+        votes, first_voter = ancestor_votes(self.kb.store, ranked, h.field, h.depth, h.from_top)
         present = set(ranked[: self.config.max_candidates])
-        for rank, row in enumerate(ranked[: h.from_top]):
-            frontier = [row]
-            for depth in range(1, h.depth + 1):
-                parent_ids = [p for r in frontier for p in _as_list(store.metadata(r).get(h.field))]
-                frontier = [int(r) for r in store.rows_of(parent_ids) if r >= 0]
-                for parent in frontier:
-                    votes[parent] += 1.0 / ((rank + 1) * depth)
-                    score[parent] = max(score[parent], 0.9 * best[row])
-        fresh = sorted((p for p in votes if p not in present), key=lambda p: (-votes[p], store.ids[p]))
-        return {p: score[p] for p in fresh[: h.max_added]}
+        fresh = sorted((p for p in votes if p not in present), key=lambda p: (-votes[p], self.kb.store.ids[p]))
+        return {p: 0.9 * best[first_voter[p]] for p in fresh[: h.max_added]}
 
     # ------------------------------------------------------------------ precompute
 
@@ -228,12 +219,6 @@ class CandidateRetriever:
         layer = next(layer for layer in self.layers if layer.type == "faiss")
         return self.kb.vector_index(self.encoder, "names", index_type=layer.index, batch_size=batch_size,
                                     progress=progress).size
-
-
-def _as_list(value) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
 def build(node: NodeSpec, config: L2Config, runtime) -> CandidateRetriever:

@@ -1,14 +1,22 @@
-"""Dense disambiguation: cosine between a mention in its context and each candidate's entity text.
+"""Dense disambiguation: no extra model, the sentence encoder of the KB vectors.
 
-The mention (with ``context_chars`` of context) is encoded once per batch; entity vectors come from
-the KB, made once with the schema template. The final score mixes the context similarity with the L2
-retrieval similarity (weight ``retrieval_weight``), so an exact name match with a fitting description wins.
+For each mention, every candidate gets
+
+    (1 - b) * retrieval + b * max(0, cos(mention with context, entity text))
+
+where retrieval is the L2 similarity (1.0 exact name, 0.95 canonical, else fuzzy/vector) and b is
+``1 - retrieval_weight``. With ``hierarchy`` set, a third term ``support_weight * v / (1 + v)``
+rewards candidates that the mention's other candidates descend from (``v``: their ancestor votes,
+see glinker/kb/hierarchy.py), and the sum is divided by ``1 + support_weight`` to stay in [0, 1].
+Mentions (with ``context_chars`` of context) are encoded once per batch; entity vectors are made
+once per KB with the schema template.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..kb.hierarchy import ancestor_votes
 from ..linking import context_window
 from ..types import MentionCandidates
 from .encoder import get_encoder
@@ -16,13 +24,16 @@ from .encoder import get_encoder
 
 class DenseScorer:
     def __init__(self, kb, model_name: str, template: str, device: str = "cpu", max_length: int = 256,
-                 context_chars: int = 100, retrieval_weight: float = 0.5, batch_size: int = 32):
+                 context_chars: int = 100, retrieval_weight: float = 0.8, batch_size: int = 32,
+                 hierarchy=None, support_weight: float = 0.1):
         self.kb = kb
         self.encoder = get_encoder(model_name, device=device, max_length=min(max_length, 512))
         self.template = template
         self.context_chars = context_chars
         self.retrieval_weight = retrieval_weight
         self.batch_size = batch_size
+        self.hierarchy = hierarchy
+        self.support_weight = support_weight if hierarchy is not None else 0.0
 
     def precompute(self, batch_size: int = 64, progress: bool = False) -> int:
         return len(self.kb.vectors(self.encoder, "entities", self.template, batch_size=batch_size, progress=progress).matrix)
@@ -40,11 +51,16 @@ class DenseScorer:
         out: list[list[np.ndarray]] = [[] for _ in groups]
         for (t, g), vec in zip(flat, mention_vecs, strict=True):
             rows = [store.row_of(c.entity_id) for c in g.candidates]
-            if rows:
-                cos = np.asarray(entity_vecs[rows], dtype=np.float32) @ vec
-                retrieval = np.array([c.score for c in g.candidates], dtype=np.float32)
-                scores = (1 - w) * np.clip(cos, 0.0, 1.0) + w * np.clip(retrieval, 0.0, 1.0)
-            else:
-                scores = np.zeros(0, dtype=np.float32)
-            out[t].append(scores)
+            if not rows:
+                out[t].append(np.zeros(0, dtype=np.float32))
+                continue
+            cos = np.asarray(entity_vecs[rows], dtype=np.float32) @ vec
+            retrieval = np.clip([c.score for c in g.candidates], 0.0, 1.0)
+            scores = w * retrieval + (1 - w) * np.clip(cos, 0.0, 1.0)
+            if self.support_weight:
+                h = self.hierarchy
+                votes, _ = ancestor_votes(store, rows, h.field, h.depth, h.from_top)
+                v = np.array([votes.get(r, 0.0) for r in rows])
+                scores = (scores + self.support_weight * v / (1 + v)) / (1 + self.support_weight)
+            out[t].append(scores.astype(np.float32))
         return out

@@ -22,7 +22,8 @@ def make_scorer(backend: str, config, template: str, kb, max_labels: int | None 
 
         return DenseScorer(kb, config.model_name, template, device=config.device, max_length=config.max_length or 256,
                            context_chars=config.context_chars, retrieval_weight=config.retrieval_weight,
-                           batch_size=config.batch_size)
+                           batch_size=config.batch_size, hierarchy=config.hierarchy,
+                           support_weight=config.support_weight)
     if backend == "gliner":
         from glinker.models.gliner import GlinerLinkScorer
 
