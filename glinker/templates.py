@@ -14,6 +14,7 @@ from typing import Any
 from .errors import ConfigError
 
 _FORMATTER = string.Formatter()
+MAX_TEMPLATE_CHARS = 10_000
 
 
 @lru_cache(maxsize=256)
@@ -21,6 +22,8 @@ def parse_template(template: str) -> tuple[tuple[str, str | None], ...]:
     """Split a template into (literal, field name or None) pieces; refuse anything but plain names."""
     if not isinstance(template, str):
         raise ConfigError(f"template must be a string, got {type(template).__name__}")
+    if len(template) > MAX_TEMPLATE_CHARS:
+        raise ConfigError(f"template has {len(template):,} characters, more than {MAX_TEMPLATE_CHARS:,}")
     try:
         parsed = list(_FORMATTER.parse(template))
     except ValueError as exc:
