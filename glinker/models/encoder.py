@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .batching import length_batches
 from .resolve import canonical_name, resolve_model
 
 _CACHE: dict[tuple[str, str, int], TextEncoder] = {}
@@ -41,17 +42,8 @@ class TextEncoder:
         """Unit-length float32 vectors, one row per text, in input order."""
         torch = self._torch
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        if not texts:
-            return out
-        order = np.argsort([-len(t) for t in texts], kind="stable")
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=len(texts), desc=desc, unit="text", smoothing=0.1)
         with self._lock, torch.inference_mode():
-            for lo in range(0, len(texts), batch_size):
-                idx = order[lo : lo + batch_size]
+            for idx in length_batches([len(t) for t in texts], batch_size, progress, desc):
                 batch = self.tokenizer(
                     [texts[i] for i in idx],
                     padding=True,
@@ -64,10 +56,6 @@ class TextEncoder:
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
                 pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
                 out[idx] = pooled.float().cpu().numpy()
-                if bar is not None:
-                    bar.update(len(idx))
-        if bar is not None:
-            bar.close()
         return out
 
 
