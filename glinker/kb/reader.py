@@ -179,7 +179,7 @@ def parse_row(obj: Any) -> EntityRow:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise RowError("embedding", f"expected numbers, found {type(value).__name__}")
             if not abs(value) <= FLOAT32_MAX:
-                raise RowError("embedding", "contains NaN, infinity or a number beyond the float32 range")
+                raise RowError("embedding", "contains NaN or infinity, or a number beyond the float32 range")
     model_id = obj.get("embedding_model_id")
     if model_id is not None and not isinstance(model_id, str):
         raise RowError("embedding_model_id", "expected a string")
