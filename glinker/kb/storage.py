@@ -27,7 +27,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import KnowledgeBaseError
+from .base import KINDS
+from .checks import check_column, check_manifest, check_name_index, check_offsets
 from .columns import StringColumn
+from .names import ARRAYS as NAME_ARRAYS
 from .names import NameIndex
 from .store import EntityStore
 from .vector_index import VectorIndex
@@ -167,7 +170,25 @@ def read_manifest(kb_dir: Path) -> dict[str, Any]:
             f"{kb_dir}: written in kb format version {version}, but this glinker reads versions up to "
             f"{FORMAT_VERSION}; upgrade glinker or rebuild the kb_dir"
         )
+    check_manifest(path, manifest, KINDS)
     return manifest
+
+
+def _data_files(manifest: dict[str, Any]) -> list[str]:
+    """Every file ``load_kb`` reads."""
+    names = [f"entities.{c}.{part}.npy" for c in STRING_COLUMNS for part in ("data", "offsets")]
+    names += [f"entities.{a}.npy" for a in ARRAY_COLUMNS] + [f"names.{a}.npy" for a in NAME_ARRAYS]
+    names += ["names.keys.data.npy", "names.keys.offsets.npy"]
+    names += [info["file"] for info in manifest.get("vectors", {}).values()]
+    index = manifest.get("index")
+    return names + ([index["file"]] if index and index["file"] else [])
+
+
+def _check_size(path: Path, expected: int) -> None:
+    if not path.exists():
+        raise KnowledgeBaseError(f"{path}: missing (listed in the manifest)")
+    if path.stat().st_size != expected:
+        raise KnowledgeBaseError(f"{path}: {path.stat().st_size} bytes, the manifest says {expected} (truncated or replaced)")
 
 
 def verify_files(kb_dir: Path, manifest: dict[str, Any], verify: str) -> None:
@@ -175,12 +196,12 @@ def verify_files(kb_dir: Path, manifest: dict[str, Any], verify: str) -> None:
         raise KnowledgeBaseError(f"verify must be 'full', 'size' or 'none', got {verify!r}")
     if verify == "none":
         return
-    for name, info in manifest.get("files", {}).items():
+    unlisted = [name for name in _data_files(manifest) if name not in manifest["files"]]
+    if unlisted:
+        raise KnowledgeBaseError(f"{kb_dir / unlisted[0]}: not listed in the manifest, so it cannot be verified")
+    for name, info in manifest["files"].items():
         path = kb_dir / name
-        if not path.exists():
-            raise KnowledgeBaseError(f"{path}: missing (listed in the manifest)")
-        if path.stat().st_size != info["bytes"]:
-            raise KnowledgeBaseError(f"{path}: {path.stat().st_size} bytes, the manifest says {info['bytes']} (truncated or replaced)")
+        _check_size(path, info["bytes"])
         if verify == "full" and sha256_file(path) != info["sha256"]:
             raise KnowledgeBaseError(f"{path}: checksum mismatch (the file is corrupted or was changed after the build)")
 
@@ -189,8 +210,8 @@ def _read(path: Path, reader, *args):
     """Run ``reader(path, *args)``; any failure becomes an error naming the file."""
     try:
         return reader(path, *args)
-    except (OSError, ValueError, RuntimeError, EOFError, KeyError) as exc:
-        raise KnowledgeBaseError(f"{path}: cannot load: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - numpy and FAISS raise many types on a bad file; all mean "bad file"
+        raise KnowledgeBaseError(f"{path}: cannot load: {type(exc).__name__}: {exc}") from exc
 
 
 def _npy(path: Path) -> np.ndarray:
@@ -214,24 +235,36 @@ def load_kb(kb, kb_dir: str | Path, verify: str = "full") -> dict[str, Any]:
         data = _read(kb_dir / f"entities.{name}.data.npy", _npy)
         offsets = _read(kb_dir / f"entities.{name}.offsets.npy", _npy_in_memory)
         setattr(store, name, StringColumn(data, offsets))
+        check_column(kb_dir, f"entities.{name}", getattr(store, name), utf8=verify != "full")
     for name in ARRAY_COLUMNS:
         setattr(store, name, _read(kb_dir / f"entities.{name}.npy", _npy_in_memory))
     store.alive = np.ones(len(store.ids), dtype=bool)
     if len(store.ids) != manifest.get("count") or len(store.names) != manifest.get("names"):
         raise KnowledgeBaseError(f"{kb_dir}: entity table does not match the manifest counts")
+    if len(store.popularity) != len(store.ids) or len(store.name_start) != len(store.ids) + 1:
+        raise KnowledgeBaseError(f"{kb_dir}: entities.popularity.npy or entities.name_start.npy has the wrong length")
+    check_offsets(kb_dir / "entities.name_start.npy", store.name_start, len(store.names))
     store._reindex_ids()
+    for name in [*NAME_ARRAYS, "keys.data", "keys.offsets"]:  # each file named in its own error
+        _read(kb_dir / f"names.{name}.npy", _npy)
     names = _read(kb_dir, NameIndex.load, 3)
+    check_name_index(kb_dir, names.a, len(store.names), len(store.ids))
+    check_column(kb_dir, "names.keys", names.keys, utf8=verify != "full")
     vector_sets = {}
     for kind, info in manifest.get("vectors", {}).items():
         matrix = _read(kb_dir / info["file"], _npy)
-        if matrix.shape[0] != info["rows"] or (manifest.get("dim") and matrix.shape[1] != manifest["dim"]):
-            raise KnowledgeBaseError(f"{kb_dir / info['file']}: shape {matrix.shape} does not match the manifest")
+        if (matrix.ndim != 2 or matrix.dtype.kind != "f" or matrix.shape[0] != info["rows"]
+                or (manifest.get("dim") and matrix.shape[1] != manifest["dim"])):
+            raise KnowledgeBaseError(f"{kb_dir / info['file']}: a {matrix.dtype} array of shape {matrix.shape} does not "
+                                     f"match the manifest ({info['rows']} rows of {manifest.get('dim')} floats)")
         vector_sets[(kind, manifest["encoder"], info["template"])] = VectorSet(kind, manifest["encoder"], info["template"], matrix)
     indexes = {}
     if manifest.get("index"):
         info = manifest["index"]
         key = ("names", manifest["encoder"], manifest["vectors"]["names"]["template"])
         path = kb_dir / info["file"] if info["file"] else None
+        if path is not None:  # FAISS reads in C++: never hand it a file of the wrong size, whatever `verify` says
+            _check_size(path, manifest["files"][info["file"]]["bytes"])
         index = _read(path or kb_dir, lambda p: VectorIndex.load(path, info["type"], info.get("params", {}),
                                                                  vector_sets[key].matrix))
         if index.size != info["ntotal"]:
