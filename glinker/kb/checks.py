@@ -97,8 +97,9 @@ def check_column(kb_dir: Path, name: str, column: StringColumn, utf8: bool) -> N
         raise KnowledgeBaseError(f"{data_path}: not UTF-8 text ({exc}; the file is corrupted)") from None
 
 
-def check_name_index(kb_dir: Path, a: dict[str, np.ndarray], num_names: int, num_rows: int) -> None:
-    """The name index arrays point inside one another, the names and the entity rows."""
+def check_name_index(kb_dir: Path, a: dict[str, np.ndarray], num_names: int, num_rows: int, deep: bool) -> None:
+    """The name index arrays point inside one another, the names and the entity rows. The n-gram postings
+    (memory-mapped, the largest arrays) are scanned only when ``deep`` (their checksums were not checked)."""
     num_keys = len(a["key_hash"])
 
     def path(name: str) -> Path:
@@ -109,8 +110,9 @@ def check_name_index(kb_dir: Path, a: dict[str, np.ndarray], num_names: int, num
     check_rows(path("key_names"), a["key_names"], num_names, max(num_names, 1))
     check_offsets(path("canon_name_offsets"), a["canon_name_offsets"], len(a["canon_names"]))
     check_rows(path("canon_names"), a["canon_names"], len(a["canon_names"]), max(num_names, 1))
-    check_offsets(path("gram_offsets"), a["gram_offsets"], len(a["post_keys"]))
-    check_rows(path("post_keys"), a["post_keys"], len(a["post_keys"]), max(num_keys, 1))
+    if deep:
+        check_offsets(path("gram_offsets"), a["gram_offsets"], len(a["post_keys"]))
+        check_rows(path("post_keys"), a["post_keys"], len(a["post_keys"]), max(num_keys, 1))
     for name, length in (("key_name_offsets", num_keys + 1), ("key_tokens", num_keys),
                          ("canon_name_offsets", len(a["canon_hash"]) + 1), ("gram_offsets", len(a["gram_hash"]) + 1),
                          ("gram_idf", len(a["gram_hash"])), ("post_weights", len(a["post_keys"]))):

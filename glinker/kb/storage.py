@@ -248,7 +248,7 @@ def load_kb(kb, kb_dir: str | Path, verify: str = "full") -> dict[str, Any]:
     for name in [*NAME_ARRAYS, "keys.data", "keys.offsets"]:  # each file named in its own error
         _read(kb_dir / f"names.{name}.npy", _npy)
     names = _read(kb_dir, NameIndex.load, 3)
-    check_name_index(kb_dir, names.a, len(store.names), len(store.ids))
+    check_name_index(kb_dir, names.a, len(store.names), len(store.ids), deep=verify != "full")
     check_column(kb_dir, "names.keys", names.keys, utf8=verify != "full")
     vector_sets = {}
     for kind, info in manifest.get("vectors", {}).items():
