@@ -12,6 +12,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SUPPORTED_L2_LAYERS = ("dict", "faiss")
+# Bounds on per-mention and per-text work: more is a ConfigError at load (or a LimitError at run time),
+# not a run that exhausts memory. See docs/reliability.md.
+MAX_CANDIDATES = 1_000
+MAX_LABELS = 1_000
+MAX_MENTIONS_PER_TEXT = 100_000
 UNSUPPORTED_L2_LAYERS = ("redis", "elasticsearch", "postgres")
 
 
@@ -83,7 +88,7 @@ class L1SpacyConfig(_ContextConfig):
 
 class L1GlinerConfig(_ContextConfig):
     model: str
-    labels: list[str] = Field(min_length=1)
+    labels: list[str] = Field(min_length=1, max_length=MAX_LABELS)
     token: str | None = None
     device: str = "cpu"
     threshold: float = Field(0.3, ge=0.0, le=1.0)
@@ -127,7 +132,7 @@ class L2LayerConfig(StrictModel):
     search_mode: list[Literal["exact", "fuzzy"]] = Field(default_factory=lambda: ["exact", "fuzzy"])
     fuzzy: FuzzyConfig | None = Field(default_factory=FuzzyConfig)
     # faiss layer
-    top_k: int = Field(30, ge=1)
+    top_k: int = Field(30, ge=1, le=MAX_CANDIDATES)
     index: Literal["auto", "flat", "hnsw", "ivf"] = "auto"
     query: Literal["mention", "mention_context"] = Field(
         "mention", description="faiss query: the mention alone, or with 50 characters of context each side"
@@ -163,7 +168,10 @@ class HierarchyConfig(StrictModel):
 
 class L2Config(StrictModel):
     layers: list[L2LayerConfig] = Field(default_factory=lambda: [L2LayerConfig(type="dict")])
-    max_candidates: int = Field(30, ge=1)
+    max_candidates: int = Field(30, ge=1, le=MAX_CANDIDATES)
+    max_mentions_per_text: int = Field(
+        MAX_MENTIONS_PER_TEXT, ge=1, description="a text with more mentions is a LimitError (split it)"
+    )
     min_popularity: int = 0
     embeddings: EmbeddingConfig | None = None
     fusion_k: int = Field(60, ge=1, description="k of reciprocal-rank fusion across layers")
@@ -196,9 +204,11 @@ class L3Config(StrictModel):
     use_precomputed_embeddings: bool = True
     cache_embeddings: bool = False
     max_length: int | None = Field(512, ge=16)
-    top_k: int | None = Field(None, ge=1, description="score only the first k candidates of each mention")
+    top_k: int | None = Field(
+        None, ge=1, le=MAX_CANDIDATES, description="score only the first k candidates of each mention"
+    )
     max_labels: int | None = Field(
-        None, ge=1, description="GLiNER uni-encoder: distinct candidates per prompt (None: all in one prompt)"
+        None, ge=1, le=MAX_LABELS, description="GLiNER uni-encoder: distinct candidates per prompt (None: all in one prompt)"
     )
     context_chars: int = Field(100, ge=0, description="characters of context around a mention (dense)")
     retrieval_weight: float = Field(
@@ -218,7 +228,7 @@ class L4Config(StrictModel):
     threshold: float = Field(0.5, ge=0.0, le=1.0)
     flat_ner: bool = True
     multi_label: bool = False
-    max_labels: int = Field(20, ge=1)
+    max_labels: int = Field(20, ge=1, le=MAX_LABELS)
     max_length: int | None = Field(512, ge=16)
     batch_size: int = Field(8, ge=1)
 

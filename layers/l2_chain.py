@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from glinker.config import L2Config, L2LayerConfig, NodeSpec
-from glinker.errors import InputError
+from glinker.errors import InputError, LimitError
 from glinker.kb.gazetteer import Gazetteer
 from glinker.kb.hierarchy import ancestor_votes
 from glinker.linking import context_window
@@ -67,6 +67,11 @@ class CandidateRetriever:
             mentions = [self.gazetteer.find(t) for t in texts]
         elif texts is not None and len(mentions) != len(texts):
             raise InputError(f"l2_chain got {len(mentions)} mention lists for {len(texts)} texts")
+        limit = self.config.max_mentions_per_text
+        for t, per_text in enumerate(mentions):
+            if len(per_text) > limit:
+                raise LimitError(f"l2_chain: text {t} has {len(per_text):,} mentions, more than "
+                                 f"max_mentions_per_text={limit:,}; split the document or raise the limit")
         flat = [m for per_text in mentions for m in per_text]
         queries = self._queries(mentions, texts)
         contexts = None
