@@ -10,6 +10,7 @@ from pathlib import Path
 import orjson
 
 from .errors import GlinkerError
+from .inputs import DEFAULT_MAX_TEXT_CHARS
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,7 +60,8 @@ def cmd_kb_build(args: argparse.Namespace) -> int:
 def _reader(args: argparse.Namespace):
     from .jobs.reader import InputOptions
 
-    return InputOptions(format=args.format, text_field=args.text_field, id_field=args.id_field)
+    return InputOptions(format=args.format, text_field=args.text_field, id_field=args.id_field,
+                        max_text_chars=args.max_text_chars)
 
 
 def cmd_link(args: argparse.Namespace) -> int:
@@ -117,6 +119,8 @@ def _reader_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=["jsonl", "txt"], default="jsonl", help="txt: one document per line")
     parser.add_argument("--text-field", default="text", help="JSONL field holding the text (default: %(default)s)")
     parser.add_argument("--id-field", default="id", help="JSONL field holding the id; absent: the line number (default: %(default)s)")
+    parser.add_argument("--max-text-chars", type=int, default=DEFAULT_MAX_TEXT_CHARS, metavar="N",
+                        help="a longer document is a rejected line (default: %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,6 +15,7 @@ import orjson
 
 from ..dag import INPUT_SOURCE, DAGExecutor, DAGPipeline
 from ..errors import ConfigError, KnowledgeBaseError
+from ..inputs import DEFAULT_MAX_TEXT_CHARS
 from ..registry import processor_info
 
 SCORE_DIGITS = 4
@@ -103,7 +104,7 @@ class Linker:
     """A pipeline loaded once with its KB; turns batches of texts into output records."""
 
     def __init__(self, config: str | Path | dict | DAGPipeline, kb: str | Path, device: str | None = None,
-                 candidates: int = 0):
+                 candidates: int = 0, max_text_chars: int = DEFAULT_MAX_TEXT_CHARS):
         self.pipeline = load_pipeline(config, device)
         self.l0_key = output_key(self.pipeline, "l0_aggregator")
         self.l2_key = output_key(self.pipeline, "l2_chain")
@@ -112,7 +113,7 @@ class Linker:
         if candidates and self.l2_key is None:
             raise ConfigError("--candidates needs a pipeline with an l2_chain node")
         self.candidates = candidates
-        self.executor = DAGExecutor(self.pipeline)
+        self.executor = DAGExecutor(self.pipeline, max_text_chars=max_text_chars)
         self.executor.load_entities(kb)
 
     def run(self, texts: list[str], entities: list[list[dict]] | None = None):

@@ -102,7 +102,8 @@ class ShardLinker:
         self.job = job
         self.parts = shard_dir(job.output)
         self.resume = resume
-        self.linker = Linker(job.config, job.kb, device=job.device, candidates=job.candidates)
+        self.linker = Linker(job.config, job.kb, device=job.device, candidates=job.candidates,
+                             max_text_chars=job.reader.max_text_chars)
 
     def __call__(self, table: pa.Table) -> pa.Table:
         rows = [self._shard(row) for row in table.to_pylist()]

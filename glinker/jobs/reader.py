@@ -77,6 +77,8 @@ def check_options(options: InputOptions) -> None:
         raise InputError(f"unknown input format {options.format!r}; expected one of {', '.join(FORMATS)}")
     if not options.text_field or not options.id_field:
         raise InputError("--text-field and --id-field must not be empty")
+    if options.max_text_chars < 1:
+        raise InputError(f"--max-text-chars must be at least 1, got {options.max_text_chars}")
 
 
 def open_input(path: str | Path) -> tuple[BinaryIO, BinaryIO]:

@@ -98,7 +98,7 @@ def render(config: str | Path, kb: str | Path, input_path: str | Path, output: s
     finally:
         stream.close()
         raw.close()
-    linker = Linker(config, kb, device=device)
+    linker = Linker(config, kb, device=device, max_text_chars=reader.max_text_chars)
     result = linker.link([d.id for d in docs], [d.text for d in docs])
     store = linker.executor.kb.store
     triples, kb_info = [], {}

@@ -73,6 +73,7 @@ class LinkJob:
             "options": {
                 "format": self.reader.format, "text_field": self.reader.text_field, "id_field": self.reader.id_field,
                 "batch_size": self.batch_size, "candidates": self.candidates,
+                "max_text_chars": self.reader.max_text_chars,
                 "rejects": None if self.rejects is None else str(self.rejects),
             },
         }
@@ -169,7 +170,8 @@ def run_local(job: LinkJob) -> dict[str, Any]:
     if state["done"]:
         return summary(job, state, started, resumed_from)
     loading = time.perf_counter()
-    linker = Linker(job.config, job.kb, device=job.device, candidates=job.candidates)
+    linker = Linker(job.config, job.kb, device=job.device, candidates=job.candidates,
+                    max_text_chars=job.reader.max_text_chars)
     load_seconds = time.perf_counter() - loading
     write_checkpoint(ckpt, state)
     out = BatchFile(job.output, state["output_bytes"])
