@@ -75,6 +75,8 @@ class ConfigBuilder:
             max_right_context: int = 50,
             max_left_context: int = 50,
             batch_size: int = 256,
+            canonical_tokens: int = 0,
+            abbreviations: bool = True,
         ) -> ConfigBuilder:
             """Mentions found by a gazetteer of every KB name and alias (no model needed)."""
             options = dict(locals())

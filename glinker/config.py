@@ -106,6 +106,10 @@ class L1DictionaryConfig(_ContextConfig):
     use_default_stop_words: bool = Field(True, description="skip common English words that are also KB names")
     entity_types: list[str] | None = Field(None, description="match only names of these entity types")
     batch_size: int = Field(256, ge=1)
+    canonical_tokens: int = Field(
+        0, ge=0, le=10, description="also match windows of up to this many tokens in canonical form (0: exact only)"
+    )
+    abbreviations: bool = Field(True, description="short forms defined in the text follow their long form")
 
 
 class FuzzyConfig(StrictModel):

@@ -16,6 +16,8 @@ class DictionaryMentions:
             stop_words=config.stop_words,
             use_default_stop_words=config.use_default_stop_words,
             entity_types=config.entity_types,
+            canonical_tokens=config.canonical_tokens,
+            abbreviations=config.abbreviations,
         )
 
     def __call__(self, texts: list[str]) -> L1Output:

@@ -79,3 +79,24 @@ def test_char_windows_cover_text_exactly():
     assert "".join(piece for _, piece in windows) == text
     assert all(len(piece) <= 300 for _, piece in windows)
     assert all(text[offset : offset + len(piece)] == piece for offset, piece in windows)
+
+
+def test_gazetteer_follows_abbreviations_defined_in_text():
+    kb = kb_of(("MI", "Myocardial Infarction"), ("AS", "Aortic Stenosis", "AS"), ("CHF", "heart failure", "CHF"))
+    text = ("After a myocardial infarction (MI), patients with MI and CHF were studied. "
+            "Acetylsalicylic acid (AS) was given; AS lowered the risk.")
+    found = [(m.text, m.start) for m in Gazetteer(kb, min_chars=2).find(text)]
+    assert ("myocardial infarction", text.index("myocardial")) in found
+    assert [t for t, _ in found].count("MI") == 2  # "MI" is no KB name, but its long form is
+    assert ("CHF", text.index("CHF")) in found  # an acronym not redefined in the text stays
+    assert "AS" not in [t for t, _ in found]  # defined here as something that is not in the KB
+    plain = [m.text for m in Gazetteer(kb, min_chars=2, abbreviations=False).find(text)]
+    assert "MI" not in plain and plain.count("AS") == 2
+
+
+def test_gazetteer_canonical_windows_are_optional():
+    kb = kb_of(("H", "Hypertension"), ("N", "Neoplasms, Breast"))
+    text = "Hypertensive women with breast neoplasm."
+    assert Gazetteer(kb).find(text) == []
+    found = Gazetteer(kb, canonical_tokens=3).find(text)
+    assert [m.text for m in found] == ["Hypertensive", "breast neoplasm"]

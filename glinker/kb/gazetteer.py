@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
+from ..text import abbreviations as find_abbreviations
 from ..types import Mention
 from .base import KnowledgeBase
+from .names import NameMatch
 from .normalize import normalize_name
 
 # Common English words that are also names in many KBs ("AS", "IS", "All" ...); never matched by default.
@@ -15,7 +18,14 @@ DEFAULT_STOP_WORDS = frozenset(
 
 
 class Gazetteer:
-    """Longest-match lookup of KB names in text, with length, stop-word, type and acronym-case filters."""
+    """Longest-match lookup of KB names in text, with length, stop-word, type and acronym-case filters.
+
+    With ``canonical_tokens`` > 0, windows of up to that many tokens also match in canonical form
+    ("hypertensive" ~ "Hypertension"). With ``abbreviations``, a short form defined in the text as
+    "long form (SF)" follows its long form: when the long form is a KB name, every occurrence of the
+    short form is a mention; when it is not, a KB acronym equal to the short form is not one (it
+    means something else in this text).
+    """
 
     def __init__(
         self,
@@ -24,6 +34,8 @@ class Gazetteer:
         stop_words: Iterable[str] = (),
         use_default_stop_words: bool = True,
         entity_types: Iterable[str] | None = None,
+        canonical_tokens: int = 0,
+        abbreviations: bool = True,
     ):
         self.kb = kb
         self.min_chars = min_chars
@@ -31,30 +43,57 @@ class Gazetteer:
         if use_default_stop_words:
             self.stop |= DEFAULT_STOP_WORDS
         self.entity_types = set(entity_types) if entity_types else None
+        self.canonical_tokens = canonical_tokens
+        self.abbreviations = abbreviations
 
     def find(self, text: str, left_chars: int = 50, right_chars: int = 50) -> list[Mention]:
         index = self.kb.name_index()
-        store = self.kb.store
+        matches = index.scan(text, min_chars=self.min_chars, canonical_tokens=self.canonical_tokens)
+        if self.abbreviations:
+            matches = self._follow_abbreviations(text, matches)
         mentions = []
-        for match in index.scan(text, min_chars=self.min_chars):
-            surface = text[match.start : match.end]
-            name_rows = index.name_rows(match.key)
-            entity_rows = index.a["name_entity"][name_rows]
-            ok = [
-                (n, e) for n, e in zip(name_rows, entity_rows, strict=True)
-                if store.alive[e] and (self.entity_types is None or store.types[int(e)] in self.entity_types)
-            ]
-            names = [store.names[int(n)] for n, _ in ok]
-            if not any(_case_compatible(name, surface) for name in names):
-                continue
-            if index.keys[match.key] in self.stop and not any(_is_acronym(name) for name in names):
-                continue
-            entity_type = store.types[int(ok[0][1])] or None
-            mentions.append(
-                Mention.from_span(text, match.start, match.end, label=entity_type,
-                                  left_chars=left_chars, right_chars=right_chars)
-            )
+        for match in matches:
+            entity_type = self._accepted(text[match.start : match.end], match)
+            if entity_type is not None:
+                mentions.append(Mention.from_span(text, match.start, match.end, label=entity_type or None,
+                                                  left_chars=left_chars, right_chars=right_chars))
         return mentions
+
+    def _accepted(self, surface: str, match: NameMatch) -> str | None:
+        """The entity type of the first acceptable entity of a match ("" if untyped), or None to drop it."""
+        store = self.kb.store
+        entity_rows = self.kb.name_index().a["name_entity"][match.name_rows]
+        ok = [(int(n), int(e)) for n, e in zip(match.name_rows, entity_rows, strict=True)
+              if store.alive[e] and (self.entity_types is None or store.types[int(e)] in self.entity_types)]
+        names = [store.names[n] for n, _ in ok]
+        if not any(_case_compatible(name, surface) for name in names):
+            return None
+        if normalize_name(surface) in self.stop and not any(_is_acronym(name) for name in names):
+            return None
+        return store.types[ok[0][1]]
+
+    def _follow_abbreviations(self, text: str, matches: list[NameMatch]) -> list[NameMatch]:
+        index = self.kb.name_index()
+        defined = find_abbreviations(text)
+        if not defined:
+            return matches
+        long_rows = {}
+        for short, long_form in defined.items():
+            key = index.exact(long_form)
+            rows = index.name_rows(key) if key is not None else index.canonical(long_form)
+            long_rows[short] = rows
+        kept = [m for m in matches if text[m.start : m.end] not in defined or len(long_rows[text[m.start : m.end]])]
+        taken = [(m.start, m.end) for m in kept]
+        for short, rows in long_rows.items():
+            if not len(rows):
+                continue
+            for occurrence in re.finditer(rf"(?<!\w){re.escape(short)}(?!\w)", text):
+                start, end = occurrence.span()
+                if not any(s < end and start < e for s, e in taken):
+                    kept.append(NameMatch(start, end, rows, exact=False))
+                    taken.append((start, end))
+        kept.sort(key=lambda m: m.start)
+        return kept
 
 
 def _is_acronym(name: str) -> bool:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .columns import StringColumn, fixed_span_hashes, span_hashes, string_hash
-from .normalize import canonical_name, normalize_name, tokens_with_offsets
+from .normalize import canonical_name, normalize_name, stem, tokens_with_offsets
 
 ARRAYS = (
     "key_hash",
@@ -38,11 +38,13 @@ ARRAYS = (
 
 @dataclass(slots=True)
 class NameMatch:
-    """A KB name found in a text: characters ``start:end`` of the text match key ``key``."""
+    """KB names found in a text: characters ``start:end`` match the names ``name_rows`` exactly
+    (after normalisation) or, when ``exact`` is False, in canonical form."""
 
     start: int
     end: int
-    key: int
+    name_rows: np.ndarray
+    exact: bool = True
 
 
 class NameIndex:
@@ -121,16 +123,8 @@ class NameIndex:
         return self.key_of(normalized) if normalized else None
 
     def canonical(self, text: str) -> np.ndarray:
-        """Name rows whose canonical form equals that of ``text`` (hash match; collisions are negligible)."""
-        key = canonical_name(normalize_name(text))
-        if not key:
-            return np.zeros(0, np.int64)
-        h = np.uint64(string_hash(key))
-        i = int(np.searchsorted(self.a["canon_hash"], h))
-        if i >= len(self.a["canon_hash"]) or self.a["canon_hash"][i] != h:
-            return np.zeros(0, np.int64)
-        lo, hi = self.a["canon_name_offsets"][i], self.a["canon_name_offsets"][i + 1]
-        return self.a["canon_names"][lo:hi]
+        """Name rows whose canonical form equals that of ``text`` (a 64-bit hash match)."""
+        return self.canonical_rows([canonical_name(normalize_name(text))])[0]
 
     def similar(self, text: str, k: int, min_similarity: float) -> tuple[np.ndarray, np.ndarray]:
         """Keys most similar to ``text`` by n-gram TF-IDF cosine, best first, and their scores."""
@@ -161,12 +155,25 @@ class NameIndex:
         order = np.lexsort((uniq, -scores))
         return uniq[order].astype(np.int64), scores[order]
 
-    def scan(self, text: str, min_chars: int = 1, max_tokens: int = 10) -> list[NameMatch]:
-        """Every KB name in ``text``: longest first, no overlaps, in text order."""
+    def canonical_rows(self, keys: list[str]) -> list[np.ndarray]:
+        """Name rows of each canonical key (an empty key or an unknown one gives no rows)."""
+        hashes = StringColumn.from_strings(keys).hashes()
+        canon = self.a["canon_hash"]
+        if not len(canon):
+            return [np.zeros(0, np.int64) for _ in keys]
+        pos = np.clip(np.searchsorted(canon, hashes), 0, len(canon) - 1)
+        offsets, rows = self.a["canon_name_offsets"], self.a["canon_names"]
+        return [rows[offsets[p] : offsets[p + 1]] if k and canon[p] == h else np.zeros(0, np.int64)
+                for k, h, p in zip(keys, hashes, pos, strict=True)]
+
+    def scan(self, text: str, min_chars: int = 1, max_tokens: int = 10, canonical_tokens: int = 0) -> list[NameMatch]:
+        """KB names in ``text``: longest first (exact before canonical at equal length), no overlaps,
+        in text order. Windows of up to ``canonical_tokens`` tokens are also matched in canonical form."""
         tokens = list(tokens_with_offsets(text))
         if not tokens or self.num_keys == 0:
             return []
-        encoded = [t[0].encode("utf-8") for t in tokens]
+        words = [t[0] for t in tokens]
+        encoded = [w.encode("utf-8") for w in words]
         lengths = np.array([len(b) for b in encoded], dtype=np.int64)
         byte_start = np.concatenate([[0], np.cumsum(lengths + 1)[:-1]])
         byte_end = byte_start + lengths
@@ -179,20 +186,26 @@ class NameIndex:
         hashes = span_hashes(codes, byte_start[first], byte_end[last])
         key_hash = self.a["key_hash"]
         pos = np.clip(np.searchsorted(key_hash, hashes), 0, self.num_keys - 1)
-        hit = np.flatnonzero(key_hash[pos] == hashes)
         found = []
-        for i in hit:
+        for i in np.flatnonzero(key_hash[pos] == hashes):
             f, g, key = int(first[i]), int(last[i]), int(pos[i])
-            start, end = tokens[f][1], tokens[g][2]
-            if end - start >= min_chars and self.keys[key] == codes[byte_start[f] : byte_end[g]].tobytes().decode():
-                found.append((g - f, start, end, key, f, g))
-        found.sort(key=lambda m: (-m[0], m[1]))
+            if self.keys[key] == codes[byte_start[f] : byte_end[g]].tobytes().decode():
+                found.append((g - f, 1, f, g, self.name_rows(key)))
+        if canonical_tokens:
+            stems = [stem(w) if len(w) > 1 else "" for w in words]
+            spans = [(f, g) for f in range(n_tok) for g in range(f, min(n_tok, f + canonical_tokens))]
+            keys = [" ".join(sorted(s for s in stems[f : g + 1] if s)) for f, g in spans]
+            for (f, g), rows in zip(spans, self.canonical_rows(keys), strict=True):
+                if len(rows):
+                    found.append((g - f, 0, f, g, rows))
+        found.sort(key=lambda m: (-m[0], -m[1], m[2]))
         taken = np.zeros(n_tok, dtype=bool)
         matches = []
-        for _, start, end, key, f, g in found:
-            if not taken[f : g + 1].any():
+        for _, exact, f, g, rows in found:
+            start, end = tokens[f][1], tokens[g][2]
+            if end - start >= min_chars and not taken[f : g + 1].any():
                 taken[f : g + 1] = True
-                matches.append(NameMatch(start, end, key))
+                matches.append(NameMatch(start, end, rows, bool(exact)))
         matches.sort(key=lambda m: m.start)
         return matches
 
