@@ -170,6 +170,7 @@ def test_alias_bomb_is_refused_quickly(tmp_path):
         ("[" * 5000, r"pipeline\.yaml: invalid YAML"),
         ("nodes: " + "{a: " * 200 + "1" + "}" * 200, r"pipeline\.yaml: the config is nested more than 100 levels"),
     ],
+    ids=["utf16", "deep-yaml", "deep-config"],
 )
 def test_unreadable_or_deep_yaml_names_the_file(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message):

@@ -19,6 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from glinker import KnowledgeBase, KnowledgeBaseError
+from glinker.kb.gazetteer import Gazetteer
 from tests.conftest import DATA, ROOT, costly
 
 
@@ -65,8 +66,8 @@ def exercise(kb: KnowledgeBase) -> None:
         for key in names.similar(query, 10, 0.2)[0]:
             names.entity_rows(int(key))
         names.canonical(query)
-    for match in names.scan("Paris, Texas and the Amazon River, Atlanta in Georgia, New York City"):
-        names.entity_rows(match.key)
+    text = "Paris, Texas and the Amazon River (AR), Atlanta in Georgia, New York City"
+    assert all(text[m.start : m.end] == m.text for m in Gazetteer(kb).find(text))
     for key, index in kb.faiss_indexes.items():
         queries = HashEncoder().encode(["Paris", "Amazon"])
         _, ids = index.search(queries, 5, vectors=kb.vector_sets[key].matrix)
@@ -212,6 +213,7 @@ FAISS_WORKER = """
 import sys
 from pathlib import Path
 from glinker import KnowledgeBase, KnowledgeBaseError
+from glinker.kb.gazetteer import Gazetteer
 from tests.test_fuzz_kb_dir import exercise
 kb_dir = Path(sys.argv[1])
 try:
