@@ -9,6 +9,7 @@ import json
 import math
 import re
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from unittest import mock
 
@@ -145,20 +146,27 @@ def stored_fields(store: EntityStore, entity_id: str) -> dict:
     }
 
 
-@given(kb_files())
-def test_skip_mode_keeps_every_valid_row_and_rejects_every_bad_line(case):
-    data, valid, bad, suffix = case
+@contextmanager
+def kb_file(data: bytes, suffix: str):
+    """A temporary entity file holding ``data``."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"kb{suffix}"
         path.write_bytes(data)
+        yield path
+
+
+@given(kb_files())
+def test_skip_mode_keeps_every_valid_row_and_rejects_every_bad_line(case):
+    data, valid, bad, suffix = case
+    with kb_file(data, suffix) as path:
         store = EntityStore()
-        report = store.load(path, on_error="skip", rejects_path=Path(tmp) / "rejects.jsonl")
+        report = store.load(path, on_error="skip", rejects_path=path.parent / "rejects.jsonl")
         assert report.loaded == len(valid) == len(store)
         for row in valid:
             assert stored_fields(store, row["entity_id"]) == expected_fields(row)
         assert {r.line: r.field for r in report.rejected} == bad
         assert all(r.source == str(path) for r in report.rejected)
-        written = [orjson.loads(x) for x in (Path(tmp) / "rejects.jsonl").read_bytes().splitlines()]
+        written = [orjson.loads(x) for x in (path.parent / "rejects.jsonl").read_bytes().splitlines()]
         assert [w["line"] for w in written] == sorted(bad)
         vectors, _ = store.row_vectors["entities"]
         assert vectors.shape == (len(valid), 3)
@@ -172,9 +180,7 @@ def test_skip_mode_keeps_every_valid_row_and_rejects_every_bad_line(case):
 @given(kb_files())
 def test_raise_mode_names_the_first_bad_line_and_changes_nothing(case):
     data, valid, bad, suffix = case
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / f"kb{suffix}"
-        path.write_bytes(data)
+    with kb_file(data, suffix) as path:
         store = EntityStore()
         store.load([{"entity_id": "before", "label": "Before"}])
         if not bad:
@@ -191,12 +197,10 @@ def test_raise_mode_names_the_first_bad_line_and_changes_nothing(case):
 
 @given(st.binary(max_size=300), st.sampled_from([".jsonl", ".jsonl.gz"]), st.booleans())
 def test_random_bytes_are_rejects_or_errors_naming_the_file(data, suffix, compress):
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / f"kb{suffix}"
-        if suffix == ".jsonl.gz" and compress:
-            packed = gzip.compress(data, mtime=0)
-            data = packed[: len(packed) * 2 // 3] if data else packed
-        path.write_bytes(data)
+    if suffix == ".jsonl.gz" and compress:
+        packed = gzip.compress(data, mtime=0)
+        data = packed[: len(packed) * 2 // 3] if data else packed
+    with kb_file(data, suffix) as path:
         try:
             report = EntityStore().load(path, on_error="skip")
         except KnowledgeBaseError as exc:
