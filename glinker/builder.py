@@ -145,13 +145,16 @@ class ConfigBuilder:
             }
             return self.parent
 
-        def configure(self, max_candidates: int = 30, min_popularity: int = 0, abbreviations: bool = True) -> ConfigBuilder:
-            """Options of the L2 chain as a whole."""
+        def configure(self, max_candidates: int = 30, min_popularity: int = 0, abbreviations: bool = True,
+                      hierarchy: dict[str, Any] | None = None) -> ConfigBuilder:
+            """Options of the L2 chain as a whole (``hierarchy``: e.g. ``{"field": "parent_ids"}``)."""
             self.parent._l2_options = {
                 "max_candidates": max_candidates,
                 "min_popularity": min_popularity,
                 "abbreviations": abbreviations,
             }
+            if hierarchy is not None:
+                self.parent._l2_options["hierarchy"] = hierarchy
             return self.parent
 
     class L3Builder:
@@ -175,10 +178,15 @@ class ConfigBuilder:
             max_labels: int | None = None,
             context_chars: int = 100,
             retrieval_weight: float = 0.8,
+            hierarchy: dict[str, Any] | None = None,
+            support_weight: float = 0.1,
+            consistency: bool = True,
         ) -> ConfigBuilder:
             """Disambiguation: backend "gliner", "cross_encoder" or "dense" (None: guessed from the model)."""
             options = dict(locals())
             options.pop("self")
+            if hierarchy is None:
+                options.pop("hierarchy")
             options["model_name"] = options.pop("model")
             self.parent._l3_config = options
             return self.parent

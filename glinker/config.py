@@ -222,6 +222,9 @@ class L3Config(StrictModel):
         None, description="dense: use ancestor votes over this parent field as a feature (support)"
     )
     support_weight: float = Field(0.1, ge=0.0, le=1.0, description="dense: weight of the ancestor-vote feature")
+    consistency: bool = Field(
+        True, description="mentions of a text with the same surface, or an abbreviation and its long form, agree"
+    )
 
 
 class L4Config(StrictModel):

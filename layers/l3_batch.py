@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from glinker.config import L3Config, NodeSpec
 from glinker.errors import InputError
-from glinker.linking import decide
+from glinker.linking import consistent_rankings, decide
 from glinker.models.resolve import detect_backend
 from glinker.models.scorers import make_scorer
 from glinker.types import L3Output, MentionCandidates
@@ -29,10 +29,12 @@ class BatchLinker:
         groups = [[MentionCandidates(g.mention, g.candidates[:k] if k else g.candidates) for g in per_text]
                   for per_text in candidates]
         scores = self.scorer.score(texts, groups)
-        return L3Output([
-            [decide(g, s, self.config.threshold, "l3") for g, s in zip(per_text, per_scores, strict=True)]
-            for per_text, per_scores in zip(groups, scores, strict=True)
-        ])
+        out = []
+        for text, per_text, per_scores in zip(texts, groups, scores, strict=True):
+            rankings = consistent_rankings(text, per_text, per_scores) if self.config.consistency else per_scores
+            out.append([decide(g, s, self.config.threshold, "l3", r)
+                        for g, s, r in zip(per_text, per_scores, rankings, strict=True)])
+        return L3Output(out)
 
     def precompute(self, batch_size: int = 64, progress: bool = False) -> int:
         return self.scorer.precompute(batch_size=batch_size, progress=progress)

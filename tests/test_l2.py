@@ -1,5 +1,6 @@
 """L2 retrieval with the dict layer (no model): tiers, abbreviations, hierarchy, filters, determinism."""
 
+import numpy as np
 import pytest
 
 from glinker import DAGExecutor
@@ -94,3 +95,23 @@ def test_no_mentions_means_gazetteer_over_text():
     ex.load_entities(KB)
     groups = ex.execute({"texts": ["Kidney diseases and hypertension."]}).get("l2_result").candidates[0]
     assert [(g.mention.text, g.candidates[0].entity_id) for g in groups] == [("Kidney diseases", "K0"), ("hypertension", "H1")]
+
+
+def test_consistency_links_abbreviations_like_their_long_form():
+    from glinker.linking import consistent_rankings
+    from glinker.types import Candidate, Mention, MentionCandidates
+
+    text = "Parkinson disease (PD) is common. In PD, tremor. Paris is not PD."
+    def group(start, end, *ids):
+        return MentionCandidates(Mention.from_span(text, start, end), [Candidate(i, i) for i in ids])
+    long = group(0, 17, "PD1", "PD2")
+    short1 = group(text.index("PD, "), text.index("PD, ") + 2, "PD2", "PD1", "X")
+    short2 = group(text.rindex("PD"), text.rindex("PD") + 2, "X", "PD2")
+    other = group(text.index("Paris"), text.index("Paris") + 5, "P")
+    scores = [np.array([0.9, 0.5]), np.array([0.6, 0.55, 0.1]), np.array([0.7, 0.2]), np.array([0.8])]
+    ranked = consistent_rankings(text, [long, short1, short2, other], scores)
+    totals = {"PD1": 0.9 + 0.55, "PD2": 0.5 + 0.6 + 0.2, "X": 0.1 + 0.7}
+    assert list(ranked[0]) == pytest.approx([totals["PD1"], totals["PD2"]])
+    assert list(ranked[1]) == pytest.approx([totals["PD2"], totals["PD1"], totals["X"]])
+    assert list(ranked[2]) == pytest.approx([totals["X"], totals["PD2"]])  # PD1 is not its candidate
+    assert list(ranked[3]) == [0.8]
