@@ -84,7 +84,8 @@ def bad_lines(draw, valid_ids: list[str]) -> tuple[bytes, str]:
     if kind == "nan":
         return orjson.dumps(base)[:-1] + b',"embedding":[' + draw(st.sampled_from([b"NaN", b"Infinity", b"-inf"])) + b"]}", "<json>"
     if kind == "not_object":
-        return orjson.dumps(draw(st.one_of(st.lists(json_value), text, st.integers(), st.just(None)))), "<row>"
+        value = draw(st.one_of(st.lists(json_value), text, st.integers(-(2**63), 2**63 - 1), st.just(None)))
+        return json.dumps(value, ensure_ascii=False).encode(), "<row>"
     field = draw(st.sampled_from(sorted(WRONG)))
     value = draw(st.sampled_from(WRONG[field]))
     if value is None:
