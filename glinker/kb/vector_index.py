@@ -4,8 +4,10 @@
   IndexFlatIP on this 2-core CPU: ``python benchmarks/kb_scale.py``); the default up to
   ``FLAT_LIMIT`` (250k) vectors. Nothing extra is stored on disk: the vectors are the index.
 - ``hnsw``: FAISS HNSW32 graph (efSearch 128); no training, supports adding vectors.
-- ``ivf``: FAISS IVF with 8-bit scalar quantisation, trained on a sample; the default above
-  FLAT_LIMIT (a 1M x 384 index takes 0.4 GB). Hits are re-scored exactly against the stored vectors.
+- ``ivf``: FAISS IVF with 4-bit product-quantisation fast scan (d/4 sub-quantisers, 48 bytes per 384-d
+  vector), trained on a sample; the default above FLAT_LIMIT. Hits are re-scored exactly against the
+  stored vectors. On real MiniLM name vectors (MEDIC) fast scan was 2.5x faster than 8-bit scalar
+  quantisation at the same recall.
 """
 
 from __future__ import annotations
@@ -51,10 +53,9 @@ class VectorIndex:
             import faiss
 
             nlist = int(min(65536, max(1, 4 * math.sqrt(max(n, 1)))))
-            params = {"nlist": nlist, "nprobe": min(nlist, 32), "quantizer": "SQ8", "train_size": min(n, 40 * nlist)}
-            index = faiss.IndexIVFScalarQuantizer(
-                faiss.IndexFlatIP(dim), dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
-            )
+            codes = f"PQ{dim // 4}x4fs" if dim % 8 == 0 else "SQ8"
+            params = {"nlist": nlist, "nprobe": min(nlist, 64), "codes": codes, "train_size": min(n, 40 * nlist)}
+            index = faiss.index_factory(dim, f"IVF{nlist},{codes}", faiss.METRIC_INNER_PRODUCT)
             rng = np.random.default_rng(seed)
             sample = matrix[np.sort(rng.choice(n, params["train_size"], replace=False))] if n else matrix
             index.train(np.ascontiguousarray(sample, dtype=np.float32))
@@ -100,9 +101,8 @@ class VectorIndex:
             return self.index.search(queries, k)
         _, ids = self.index.search(queries, min(self.size, k * refine))
         safe = np.where(ids >= 0, ids, 0)
-        rows = np.unique(safe)
-        gathered = np.asarray(vectors[rows], dtype=np.float32)
-        scores = np.einsum("qkd,qd->qk", gathered[np.searchsorted(rows, safe)], queries)
+        gathered = np.asarray(vectors[safe.ravel()], dtype=np.float32).reshape(*safe.shape, -1)
+        scores = np.einsum("qkd,qd->qk", gathered, queries)
         scores[ids < 0] = -np.inf
         return _best(scores, ids, k)
 
@@ -125,7 +125,7 @@ class VectorIndex:
         if kind == "hnsw":
             index.hnsw.efSearch = params.get("efSearch", 128)
         elif kind == "ivf":
-            index.nprobe = params.get("nprobe", 32)
+            index.nprobe = params.get("nprobe", 64)
         return cls(kind, index, params)
 
 
