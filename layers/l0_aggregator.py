@@ -121,7 +121,7 @@ def _check_spans(name: str, per_text: list[list], texts: list[str] | None) -> No
             start, end, surface = m.start, m.end, m.text
             if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end):
                 raise InputError(f"l0_aggregator: {name}[{t}][{j}]: span {start!r}:{end!r} is empty or negative")
-            if texts is not None and texts[t][start:end] != surface:
+            if texts is not None and (end > len(texts[t]) or texts[t][start:end] != surface):
                 raise InputError(f"l0_aggregator: {name}[{t}][{j}]: {surface!r} is not text {t} at {start}:{end} "
                                  f"(length {len(texts[t])})")
             if texts is None and len(surface) != end - start:

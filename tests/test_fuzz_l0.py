@@ -121,6 +121,7 @@ def test_a_link_at_a_nearby_span_never_serves_two_mentions():
         (L3Entity("Paris", 30, 35, "P", "p", 0.9), r"l3_entities\[0\]\[0\]: 'Paris' is not text 0 at 30:35 \(length 5\)"),
         (L3Entity("", 3, 3, "P", "p", 0.9), r"l3_entities\[0\]\[0\]: span 3:3 is empty or negative"),
         (L3Entity("aris", -1, 3, "P", "p", 0.9), r"span -1:3 is empty or negative"),
+        (L3Entity("aris", 1, 9, "P", "p", 0.9), r"'aris' is not text 0 at 1:9 \(length 5\)"),
     ],
 )
 def test_out_of_range_spans_are_named(link, message):
