@@ -187,7 +187,9 @@ def test_manifest_regressions(kb_dirs, tmp_path, mutate, message):
 @pytest.mark.parametrize(
     ("name", "edit", "message"),
     [
-        ("entities.ids.offsets.npy", lambda a: a * 2, r"entities\.ids\.offsets\.npy: not an increasing index"),
+        ("entities.ids.offsets.npy", lambda a: a * 2, r"entities\.ids\.data\.npy: \d+ bytes, but entities\.ids\.offsets"),
+        ("entities.ids.offsets.npy", lambda a: np.concatenate([a[:1], a[2:3], a[1:2], a[3:]]),
+         r"entities\.ids\.offsets\.npy: not an increasing index"),
         ("entities.name_start.npy", lambda a: a[::-1], r"entities\.name_start\.npy: not an increasing index"),
         ("names.name_entity.npy", lambda a: a + 1000, r"names\.name_entity\.npy: expected 130 row numbers below 49"),
         ("names.key_names.npy", lambda a: -a, r"names\.key_names\.npy: expected 130 row numbers"),

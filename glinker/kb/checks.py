@@ -47,7 +47,8 @@ def check_manifest(path: Path, m: dict[str, Any], kinds: tuple[str, ...]) -> Non
         raise bad("vectors", "a mapping of kind to {file, rows, template}")
     for kind, info in vectors.items():
         if (kind not in kinds or not isinstance(info, dict) or info.get("file") not in files
-                or not _count(info.get("rows")) or not isinstance(info.get("template"), (str, type(None)))):
+                or not _count(info.get("rows")) or "template" not in info
+                or not isinstance(info["template"], (str, type(None)))):
             raise bad(f"vectors.{kind}", f"{{file listed in 'files', rows, template}} for a kind in {kinds}")
     if vectors and not isinstance(m.get("encoder"), str):
         raise bad("encoder", "the name of the encoder that made the vectors")
@@ -56,7 +57,7 @@ def check_manifest(path: Path, m: dict[str, Any], kinds: tuple[str, ...]) -> Non
         return
     if (not isinstance(index, dict) or index.get("type") not in INDEX_TYPES or "names" not in vectors
             or not _count(index.get("ntotal")) or not isinstance(index.get("params", {}), dict)
-            or (index.get("file") is None) != (index.get("type") == "flat")
+            or "file" not in index or (index["file"] is None) != (index["type"] == "flat")
             or (index.get("file") is not None and index["file"] not in files)):
         raise bad("index", f"null or {{type in {INDEX_TYPES}, file listed in 'files' (null for flat), ntotal, params}} "
                            "over the 'names' vectors")
@@ -78,11 +79,14 @@ def check_rows(path: Path, rows: np.ndarray, length: int, upper: int) -> None:
 
 def check_column(kb_dir: Path, name: str, column: StringColumn, utf8: bool) -> None:
     """Offsets that index the data at character boundaries; with ``utf8``, the data decoded once."""
-    data_path = kb_dir / f"{name}.data.npy"
+    data_path, offsets_path = kb_dir / f"{name}.data.npy", kb_dir / f"{name}.offsets.npy"
     if column.data.ndim != 1 or column.data.dtype != np.uint8:
         raise KnowledgeBaseError(f"{data_path}: expected bytes (uint8), got {column.data.dtype} {column.data.shape}")
     offsets = column.offsets
-    check_offsets(kb_dir / f"{name}.offsets.npy", offsets, len(column.data))
+    if offsets.ndim == 1 and len(offsets) and offsets[-1] != len(column.data):
+        raise KnowledgeBaseError(f"{data_path}: {len(column.data)} bytes, but {offsets_path.name} ends at "
+                                 f"{offsets[-1]} (one of them is corrupted)")
+    check_offsets(offsets_path, offsets, len(column.data))
     if not utf8 or not len(column.data):
         return
     starts = offsets[:-1][np.diff(offsets) > 0]

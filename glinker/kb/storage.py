@@ -239,8 +239,10 @@ def load_kb(kb, kb_dir: str | Path, verify: str = "full") -> dict[str, Any]:
     for name in ARRAY_COLUMNS:
         setattr(store, name, _read(kb_dir / f"entities.{name}.npy", _npy_in_memory))
     store.alive = np.ones(len(store.ids), dtype=bool)
-    if len(store.ids) != manifest.get("count") or len(store.names) != manifest.get("names"):
-        raise KnowledgeBaseError(f"{kb_dir}: entity table does not match the manifest counts")
+    for name, key in (("ids", "count"), ("names", "names")):
+        if len(getattr(store, name)) != manifest[key]:
+            raise KnowledgeBaseError(f"{kb_dir}/entities.{name}.offsets.npy: {len(getattr(store, name))} strings, "
+                                     f"the manifest says {key} = {manifest[key]}")
     if len(store.popularity) != len(store.ids) or len(store.name_start) != len(store.ids) + 1:
         raise KnowledgeBaseError(f"{kb_dir}: entities.popularity.npy or entities.name_start.npy has the wrong length")
     check_offsets(kb_dir / "entities.name_start.npy", store.name_start, len(store.names))
