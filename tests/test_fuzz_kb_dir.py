@@ -171,11 +171,13 @@ def test_damaged_manifests_are_named_or_harmless(kb_dirs, kind, verify, data):
         (lambda m: m.update(files=[]), r"manifest\.json: key 'files' must be a mapping"),
         (lambda m: m.update(count="49"), r"manifest\.json: key 'count' must be a non-negative integer"),
         (lambda m: m["index"].update(type="annoy"), r"manifest\.json: key 'index' must be null or"),
+        (lambda m: m["index"].pop("file"), r"manifest\.json: key 'index' must be null or"),
+        (lambda m: m["vectors"]["entities"].pop("template"), r"manifest\.json: key 'vectors\.entities' must be"),
     ],
 )
 def test_manifest_regressions(kb_dirs, tmp_path, mutate, message):
     """Regressions: a manifest naming files outside the kb_dir was read; one with a file left out of its
-    list skipped that file's checksum; wrong types crashed with TypeError/AttributeError/KeyError."""
+    list skipped that file's checksum; wrong types or missing keys crashed with TypeError/AttributeError/KeyError."""
     kb_dir = shutil.copytree(kb_dirs["hnsw"], tmp_path / "kb")
     manifest = json.loads((kb_dir / "manifest.json").read_text())
     mutate(manifest)
