@@ -105,9 +105,9 @@ def search(out: Path, queries: int, batch: int, k: int, exact_sample: int) -> di
     picks = np.sort(rng.choice(len(vectors), queries, replace=False))
     q = np.asarray(vectors[picks], dtype=np.float32) + 0.02 * rng.standard_normal((queries, vectors.shape[1])).astype(np.float32)
     q /= np.linalg.norm(q, axis=1, keepdims=True)
-    index.search(q[:batch], k, vectors=vectors)
+    index.search(q[:batch], k)
     started = time.perf_counter()
-    found = [index.search(q[lo : lo + batch], k, vectors=vectors)[1] for lo in range(0, queries, batch)]
+    found = [index.search(q[lo : lo + batch], k)[1] for lo in range(0, queries, batch)]
     search_s = time.perf_counter() - started
     search_rss = peak_rss_mib()
     approx = np.concatenate(found)[:exact_sample]

@@ -146,9 +146,8 @@ class CandidateRetriever:
             return results
         emb = self.config.embeddings
         index = self.kb.vector_index(self.encoder, "names", index_type=layer.index, batch_size=emb.batch_size)
-        stored = self.kb.vectors(self.encoder, "names").matrix
         vectors = self.encoder.encode(flat_queries, batch_size=emb.batch_size)
-        scores, name_rows = index.search(vectors, layer.top_k * 3, vectors=stored)
+        scores, name_rows = index.search(vectors, layer.top_k * 3)
         entity_of = self.kb.store.name_entity_rows()
         for owner, row_scores, row_ids in zip(owners, scores, name_rows, strict=True):
             hits = results[owner]
