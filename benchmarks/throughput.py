@@ -76,7 +76,7 @@ def our_executor(model: str, template: str, threshold: float):
     from glinker import ConfigBuilder, DAGExecutor
 
     builder = ConfigBuilder(name="ours")
-    builder.l1.spacy(model="en_core_web_sm")
+    builder.l1.spacy(model="en_core_web_sm", exclude_types=[])  # every spaCy label, as glinker 0.1.1 keeps
     builder.l2.add("dict")
     builder.l3.configure(model=model, backend="gliner", threshold=threshold, use_precomputed_embeddings=True)
     builder.set_schema_template(template)
