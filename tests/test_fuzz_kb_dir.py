@@ -173,6 +173,8 @@ def test_damaged_manifests_are_named_or_harmless(kb_dirs, kind, verify, data):
         (lambda m: m["index"].update(type="annoy"), r"manifest\.json: key 'index' must be null or"),
         (lambda m: m["index"].pop("file"), r"manifest\.json: key 'index' must be null or"),
         (lambda m: m["vectors"]["entities"].pop("template"), r"manifest\.json: key 'vectors\.entities' must be"),
+        (lambda m: m["vectors"]["entities"].update(file=[]), r"manifest\.json: key 'vectors\.entities' must be"),
+        (lambda m: m["index"].update(file=["index.names.faiss"]), r"manifest\.json: key 'index' must be null or"),
     ],
 )
 def test_manifest_regressions(kb_dirs, tmp_path, mutate, message):

@@ -23,6 +23,10 @@ def _count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
+def _listed(name: Any, files: dict[str, Any]) -> bool:
+    return isinstance(name, str) and name in files
+
+
 def check_manifest(path: Path, m: dict[str, Any], kinds: tuple[str, ...]) -> None:
     """Refuse a manifest whose keys have the wrong shape, or that names files outside the kb_dir."""
 
@@ -46,7 +50,7 @@ def check_manifest(path: Path, m: dict[str, Any], kinds: tuple[str, ...]) -> Non
     if not isinstance(vectors, dict):
         raise bad("vectors", "a mapping of kind to {file, rows, template}")
     for kind, info in vectors.items():
-        if (kind not in kinds or not isinstance(info, dict) or info.get("file") not in files
+        if (kind not in kinds or not isinstance(info, dict) or not _listed(info.get("file"), files)
                 or not _count(info.get("rows")) or "template" not in info
                 or not isinstance(info["template"], (str, type(None)))):
             raise bad(f"vectors.{kind}", f"{{file listed in 'files', rows, template}} for a kind in {kinds}")
@@ -58,7 +62,7 @@ def check_manifest(path: Path, m: dict[str, Any], kinds: tuple[str, ...]) -> Non
     if (not isinstance(index, dict) or index.get("type") not in INDEX_TYPES or "names" not in vectors
             or not _count(index.get("ntotal")) or not isinstance(index.get("params", {}), dict)
             or "file" not in index or (index["file"] is None) != (index["type"] == "flat")
-            or (index.get("file") is not None and index["file"] not in files)):
+            or (index["file"] is not None and not _listed(index["file"], files))):
         raise bad("index", f"null or {{type in {INDEX_TYPES}, file listed in 'files' (null for flat), ntotal, params}} "
                            "over the 'names' vectors")
 
@@ -84,7 +88,7 @@ def check_column(kb_dir: Path, name: str, column: StringColumn, utf8: bool) -> N
         raise KnowledgeBaseError(f"{data_path}: expected bytes (uint8), got {column.data.dtype} {column.data.shape}")
     offsets = column.offsets
     if offsets.ndim == 1 and len(offsets) and offsets[-1] != len(column.data):
-        raise KnowledgeBaseError(f"{data_path}: {len(column.data)} bytes, but {offsets_path.name} ends at "
+        raise KnowledgeBaseError(f"{data_path}: {len(column.data)} bytes, but {offsets_path} ends at "
                                  f"{offsets[-1]} (one of them is corrupted)")
     check_offsets(offsets_path, offsets, len(column.data))
     if not utf8 or not len(column.data):
