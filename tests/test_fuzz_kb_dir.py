@@ -199,6 +199,9 @@ def test_manifest_regressions(kb_dirs, tmp_path, mutate, message):
         ("names.key_names.npy", lambda a: -a, r"names\.key_names\.npy: expected 130 row numbers"),
         ("entities.names.data.npy", lambda a: a | 0x80, r"entities\.names\.data\.npy: not UTF-8 text"),
         ("vectors.names.npy", lambda a: a.astype(np.int32), r"vectors\.names\.npy: a int32 array of shape"),
+        # found by the long run: the check that fails is on the other file of the pair, so both are named
+        ("names.key_names.npy", lambda a: a[:-1], r"names\.key_name_offsets\.npy: .* sizes from \S*names\.key_names\.npy"),
+        ("names.key_hash.npy", lambda a: a[:-1], r"sizes from \S*names\.key_hash\.npy \(one of them is corrupted\)"),
     ],
 )
 def test_consistent_looking_but_wrong_arrays_are_named_without_checksums(kb_dirs, tmp_path, name, edit, message):
@@ -213,6 +216,22 @@ def test_consistent_looking_but_wrong_arrays_are_named_without_checksums(kb_dirs
         (kb_dir / "manifest.json").write_text(json.dumps(manifest))
         with pytest.raises(KnowledgeBaseError, match=message):
             KnowledgeBase.open(kb_dir, verify=verify)
+
+
+def test_faiss_index_of_another_dimension_is_named(kb_dirs, tmp_path):
+    """Found by the long run: a damaged header changed the index's dimension; the search then failed
+    with a bare AssertionError inside FAISS."""
+    import faiss
+
+    kb_dir = shutil.copytree(kb_dirs["hnsw"], tmp_path / "kb")
+    other = faiss.IndexHNSWFlat(8, 32, faiss.METRIC_INNER_PRODUCT)
+    other.add(np.random.default_rng(0).normal(size=(130, 8)).astype(np.float32))
+    faiss.write_index(other, str(kb_dir / "index.names.faiss"))
+    manifest = json.loads((kb_dir / "manifest.json").read_text())
+    manifest["files"]["index.names.faiss"]["bytes"] = (kb_dir / "index.names.faiss").stat().st_size
+    (kb_dir / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(KnowledgeBaseError, match=r"index\.names\.faiss: index of 8-d vectors, but the name vectors are 16-d"):
+        KnowledgeBase.open(kb_dir, verify="size")
 
 
 FAISS_WORKER = """

@@ -67,18 +67,26 @@ def check_manifest(path: Path, m: dict[str, Any], kinds: tuple[str, ...]) -> Non
                            "over the 'names' vectors")
 
 
-def check_offsets(path: Path, offsets: np.ndarray, total: int) -> None:
-    """``offsets`` must run from 0 to ``total`` without going back."""
+def corrupted(path: Path, problem: str, sizes_from: str | Path | None = None) -> KnowledgeBaseError:
+    """The error for a damaged file; ``sizes_from`` names the file(s) the expected sizes came from,
+    since either side of a mismatch may be the damaged one."""
+    if sizes_from is None:
+        return KnowledgeBaseError(f"{path}: {problem} (the file is corrupted)")
+    return KnowledgeBaseError(f"{path}: {problem}, sizes from {sizes_from} (one of them is corrupted)")
+
+
+def check_offsets(path: Path, offsets: np.ndarray, total: int, total_from: str | Path | None = None) -> None:
+    """``offsets`` must run from 0 to ``total`` (the size of ``total_from``) without going back."""
     if (offsets.ndim != 1 or offsets.dtype.kind not in "iu" or not len(offsets) or offsets[0] != 0
             or offsets[-1] != total or (np.diff(offsets) < 0).any()):
-        raise KnowledgeBaseError(f"{path}: not an increasing index from 0 to {total} (the file is corrupted)")
+        raise corrupted(path, f"not an increasing index from 0 to {total}", total_from)
 
 
-def check_rows(path: Path, rows: np.ndarray, length: int, upper: int) -> None:
-    """``rows`` must hold ``length`` row numbers below ``upper``."""
+def check_rows(path: Path, rows: np.ndarray, length: int, upper: int, sizes_from: str | Path | None = None) -> None:
+    """``rows`` must hold ``length`` row numbers below ``upper`` (sizes taken from ``sizes_from``)."""
     if (rows.ndim != 1 or rows.dtype.kind not in "iu" or len(rows) != length
             or (len(rows) and (rows.min() < 0 or rows.max() >= upper))):
-        raise KnowledgeBaseError(f"{path}: expected {length} row numbers below {upper} (the file is corrupted)")
+        raise corrupted(path, f"expected {length} row numbers below {upper}", sizes_from)
 
 
 def check_column(kb_dir: Path, name: str, column: StringColumn, utf8: bool) -> None:
@@ -90,7 +98,7 @@ def check_column(kb_dir: Path, name: str, column: StringColumn, utf8: bool) -> N
     if offsets.ndim == 1 and len(offsets) and offsets[-1] != len(column.data):
         raise KnowledgeBaseError(f"{data_path}: {len(column.data)} bytes, but {offsets_path} ends at "
                                  f"{offsets[-1]} (one of them is corrupted)")
-    check_offsets(offsets_path, offsets, len(column.data))
+    check_offsets(offsets_path, offsets, len(column.data), data_path)
     if not utf8 or not len(column.data):
         return
     starts = offsets[:-1][np.diff(offsets) > 0]
@@ -113,16 +121,20 @@ def check_name_index(kb_dir: Path, a: dict[str, np.ndarray], num_names: int, num
     def path(name: str) -> Path:
         return kb_dir / f"names.{name}.npy"
 
-    check_rows(path("name_entity"), a["name_entity"], num_names, max(num_rows, 1))
-    check_offsets(path("key_name_offsets"), a["key_name_offsets"], len(a["key_names"]))
-    check_rows(path("key_names"), a["key_names"], num_names, max(num_names, 1))
-    check_offsets(path("canon_name_offsets"), a["canon_name_offsets"], len(a["canon_names"]))
-    check_rows(path("canon_names"), a["canon_names"], len(a["canon_names"]), max(num_names, 1))
+    names = kb_dir / "entities.names.offsets.npy"
+    check_rows(path("name_entity"), a["name_entity"], num_names, max(num_rows, 1),
+               f"{names} and {kb_dir / 'entities.ids.offsets.npy'}")
+    check_offsets(path("key_name_offsets"), a["key_name_offsets"], len(a["key_names"]), path("key_names"))
+    check_rows(path("key_names"), a["key_names"], num_names, max(num_names, 1), names)
+    check_offsets(path("canon_name_offsets"), a["canon_name_offsets"], len(a["canon_names"]), path("canon_names"))
+    check_rows(path("canon_names"), a["canon_names"], len(a["canon_names"]), max(num_names, 1), names)
     if deep:
-        check_offsets(path("gram_offsets"), a["gram_offsets"], len(a["post_keys"]))
-        check_rows(path("post_keys"), a["post_keys"], len(a["post_keys"]), max(num_keys, 1))
-    for name, length in (("key_name_offsets", num_keys + 1), ("key_tokens", num_keys),
-                         ("canon_name_offsets", len(a["canon_hash"]) + 1), ("gram_offsets", len(a["gram_hash"]) + 1),
-                         ("gram_idf", len(a["gram_hash"])), ("post_weights", len(a["post_keys"]))):
+        check_offsets(path("gram_offsets"), a["gram_offsets"], len(a["post_keys"]), path("post_keys"))
+        check_rows(path("post_keys"), a["post_keys"], len(a["post_keys"]), max(num_keys, 1), path("key_hash"))
+    for name, length, source in (("key_name_offsets", num_keys + 1, "key_hash"), ("key_tokens", num_keys, "key_hash"),
+                                 ("canon_name_offsets", len(a["canon_hash"]) + 1, "canon_hash"),
+                                 ("gram_offsets", len(a["gram_hash"]) + 1, "gram_hash"),
+                                 ("gram_idf", len(a["gram_hash"]), "gram_hash"),
+                                 ("post_weights", len(a["post_keys"]), "post_keys")):
         if a[name].ndim != 1 or len(a[name]) != length:
-            raise KnowledgeBaseError(f"{path(name)}: expected {length} values, found {a[name].shape} (the file is corrupted)")
+            raise corrupted(path(name), f"expected {length} values, found {a[name].shape}", path(source))

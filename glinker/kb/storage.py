@@ -245,7 +245,8 @@ def load_kb(kb, kb_dir: str | Path, verify: str = "full") -> dict[str, Any]:
                                      f"the manifest says {key} = {manifest[key]}")
     if len(store.popularity) != len(store.ids) or len(store.name_start) != len(store.ids) + 1:
         raise KnowledgeBaseError(f"{kb_dir}: entities.popularity.npy or entities.name_start.npy has the wrong length")
-    check_offsets(kb_dir / "entities.name_start.npy", store.name_start, len(store.names))
+    check_offsets(kb_dir / "entities.name_start.npy", store.name_start, len(store.names),
+                  kb_dir / "entities.names.offsets.npy")
     store._reindex_ids()
     for name in [*NAME_ARRAYS, "keys.data", "keys.offsets"]:  # each file named in its own error
         _read(kb_dir / f"names.{name}.npy", _npy)
@@ -271,6 +272,9 @@ def load_kb(kb, kb_dir: str | Path, verify: str = "full") -> dict[str, Any]:
                                                                  vector_sets[key].matrix))
         if index.size != info["ntotal"]:
             raise KnowledgeBaseError(f"{path or kb_dir}: index holds {index.size} vectors, the manifest says {info['ntotal']}")
+        if index.dim != vector_sets[key].matrix.shape[1]:
+            raise KnowledgeBaseError(f"{path}: index of {index.dim}-d vectors, but the name vectors are "
+                                     f"{vector_sets[key].matrix.shape[1]}-d (the file is corrupted)")
         indexes[key] = index
     with kb.lock:
         kb.store = store

@@ -35,6 +35,10 @@ class VectorIndex:
     def size(self) -> int:
         return len(self.matrix) if self.kind == "flat" else int(self.index.ntotal)
 
+    @property
+    def dim(self) -> int:
+        return self.matrix.shape[1] if self.kind == "flat" else int(self.index.d)
+
     @classmethod
     def build(cls, matrix: np.ndarray, kind: str = "auto", seed: int = 0, progress: bool = False) -> VectorIndex:
         n, dim = matrix.shape
