@@ -8,8 +8,8 @@ would take over 20 minutes). glinker 0.1.1 runs in a subprocess with the python 
 (our package has the same import name); the driver for its API is written to a temp file at run time.
 
 The floor is the bare forward passes of the same models over the same texts: spaCy's NER
-components (``nlp.pipe``) and the GLiNER text encoder (batches sorted by length, padded to the
-longest, truncated at 512 tokens). Prints a table, then one JSON line.
+components (``nlp.pipe``) and the GLiNER text encoder (batches of our L3's ``batch_size``, sorted by
+length, padded to the longest, truncated at 512 tokens). Prints a table, then one JSON line.
 
     python benchmarks/throughput.py [--docs 200] [--batch 50] [--repeat 2] [--their-python PATH]
 
@@ -100,8 +100,8 @@ def run_ours(executor, texts: list[str], batch: int) -> dict:
     return {"seconds": time.perf_counter() - started, "nodes": nodes, "mentions": mentions, "linked": linked}
 
 
-def floor(texts: list[str], model: str, batch: int = 32) -> dict:
-    """Bare forward passes: spaCy's NER components, then the GLiNER text encoder."""
+def floor(texts: list[str], model: str, batch: int) -> dict:
+    """Bare forward passes: spaCy's NER components, then the GLiNER text encoder in batches of ``batch``."""
     from glinker.config import L1SpacyConfig
     from glinker.models.batching import length_batches
     from glinker.models.gliner import get_gliner
@@ -177,7 +177,8 @@ def main() -> None:
     executor = our_executor(model, args.template, args.threshold)
     precompute = executor.precompute_embeddings()["l3"]
     setup_seconds = time.perf_counter() - started
-    runs = [(run_ours(executor, texts, args.batch), floor(texts, model)) for _ in range(args.repeat)]
+    l3_batch = executor.pipeline.node_configs["l3"].batch_size
+    runs = [(run_ours(executor, texts, args.batch), floor(texts, model, l3_batch)) for _ in range(args.repeat)]
     ours = min((r[0] for r in runs), key=lambda r: r["seconds"])
     bare = min((r[1] for r in runs), key=lambda r: sum(r.values()))
     floor_seconds = sum(bare.values())
