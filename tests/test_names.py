@@ -43,6 +43,22 @@ def test_exact_and_similar():
     assert len(keys) == 0
 
 
+def test_similar_sums_postings_the_same_way_dense_or_sparse(example_kb_path, monkeypatch):
+    import glinker.kb.names as names
+
+    kb = KnowledgeBase()
+    kb.load(example_kb_path)
+    index = kb.name_index()
+    queries = ["paris texas", "amazon rivr", "georgia", "new yrok", "x", "washington state univ"]
+    results = {}
+    for factor in (0, 10**9):  # 0: always sort the postings; 10**9: always one pass over every key
+        monkeypatch.setattr(names, "DENSE_POSTINGS", factor)
+        results[factor] = [index.similar(q, 10, 0.2) for q in queries]
+    for (k0, s0), (k1, s1) in zip(results[0], results[10**9], strict=True):
+        assert k0.tolist() == k1.tolist() and s0.tolist() == s1.tolist()
+    assert any(len(k) for k, _ in results[0])
+
+
 def test_index_follows_loads():
     kb = kb_of(("A", "alpha"))
     assert kb.name_index().exact("beta") is None

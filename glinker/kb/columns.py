@@ -14,6 +14,12 @@ import numpy as np
 _P = np.uint64(1_000_003)
 
 
+def load_array(path: Path, mmap: bool = True) -> np.ndarray:
+    """An .npy file, memory-mapped read-only, as a plain ndarray view: ``np.memmap`` indexing goes
+    through Python and cost 7x more per lookup (a third of the L2 time on MEDIC)."""
+    return np.asarray(np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False))
+
+
 class StringColumn:
     """An immutable sequence of strings stored as ``data`` (uint8) and ``offsets`` (int64, n+1)."""
 
@@ -75,11 +81,7 @@ class StringColumn:
 
     @classmethod
     def load(cls, directory: Path, name: str, mmap: bool = True) -> StringColumn:
-        mode = "r" if mmap else None
-        return cls(
-            np.load(directory / f"{name}.data.npy", mmap_mode=mode, allow_pickle=False),
-            np.load(directory / f"{name}.offsets.npy", mmap_mode=mode, allow_pickle=False),
-        )
+        return cls(load_array(directory / f"{name}.data.npy", mmap), load_array(directory / f"{name}.offsets.npy", mmap))
 
     def hashes(self) -> np.ndarray:
         """A stable 64-bit hash of every string (see :func:`span_hashes`)."""

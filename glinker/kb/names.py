@@ -16,9 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .columns import StringColumn, fixed_span_hashes, span_hashes, string_hash
+from .columns import StringColumn, fixed_span_hashes, load_array, span_hashes, string_hash
 from .normalize import canonical_name, normalize_name, stem, tokens_with_offsets
 
+# similar() sums postings into one array over all keys when they number at least 1/DENSE_POSTINGS of the keys
+DENSE_POSTINGS = 16
 ARRAYS = (
     "key_hash",
     "key_name_offsets",
@@ -95,9 +97,7 @@ class NameIndex:
 
     @classmethod
     def load(cls, directory: Path, ngram: int) -> NameIndex:
-        arrays = {name: np.load(directory / f"names.{name}.npy", mmap_mode="r", allow_pickle=False) for name in ARRAYS}
-        for name in ("key_name_offsets", "key_names", "name_entity", "canon_name_offsets", "canon_names"):
-            arrays[name] = np.asarray(arrays[name])  # indexed per lookup: keep in RAM
+        arrays = {name: load_array(directory / f"names.{name}.npy") for name in ARRAYS}
         keys = StringColumn.load(directory, "names.keys")
         return cls(arrays, StringColumn(keys.data, np.asarray(keys.offsets)), ngram)
 
@@ -145,10 +145,15 @@ class NameIndex:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         post_keys = np.concatenate([self.a["post_keys"][lo:hi] for lo, hi, _ in slices])
         post_w = np.concatenate([self.a["post_weights"][lo:hi] * w for lo, hi, w in slices])
-        uniq, inverse = np.unique(post_keys, return_inverse=True)
-        scores = np.bincount(inverse, weights=post_w).astype(np.float32)
-        keep = scores >= min_similarity
-        uniq, scores = uniq[keep], scores[keep]
+        if len(post_keys) * DENSE_POSTINGS >= self.num_keys:  # long postings: one pass over all keys beats a sort
+            totals = np.bincount(post_keys, weights=post_w, minlength=self.num_keys).astype(np.float32)
+            uniq = np.flatnonzero(totals >= min_similarity)
+            scores = totals[uniq]
+        else:
+            uniq, inverse = np.unique(post_keys, return_inverse=True)
+            scores = np.bincount(inverse, weights=post_w).astype(np.float32)
+            keep = scores >= min_similarity
+            uniq, scores = uniq[keep], scores[keep]
         if len(uniq) > k:
             top = np.argpartition(-scores, k - 1)[:k]
             uniq, scores = uniq[top], scores[top]

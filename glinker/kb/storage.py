@@ -29,7 +29,7 @@ import numpy as np
 from ..errors import KnowledgeBaseError
 from .base import KINDS
 from .checks import check_column, check_manifest, check_name_index, check_offsets
-from .columns import StringColumn
+from .columns import StringColumn, load_array
 from .names import ARRAYS as NAME_ARRAYS
 from .names import NameIndex
 from .store import EntityStore
@@ -215,7 +215,7 @@ def _read(path: Path, reader, *args):
 
 
 def _npy(path: Path) -> np.ndarray:
-    return np.load(path, mmap_mode="r", allow_pickle=False)
+    return load_array(path)
 
 
 def _npy_in_memory(path: Path) -> np.ndarray:

@@ -79,12 +79,19 @@ class EntityStore:
     def row_of(self, entity_id: str) -> int | None:
         """Row of the live entity with this id, or None."""
         h = np.uint64(string_hash(entity_id))
-        lo = int(np.searchsorted(self._id_hash_sorted, h, side="left"))
-        hi = int(np.searchsorted(self._id_hash_sorted, h, side="right"))
-        for row in self._id_rows_sorted[lo:hi]:
-            if self.alive[row] and self.ids[int(row)] == entity_id:
-                return int(row)
-        return None
+        row = self._row_from(int(np.searchsorted(self._id_hash_sorted, h)), h, entity_id)
+        return None if row < 0 else row
+
+    def _row_from(self, pos: int, h: np.uint64, entity_id: str) -> int:
+        """Row of the live entity ``entity_id`` among the ids of hash ``h``, which start at ``pos`` of the
+        sorted hashes; -1 if none."""
+        hashes, rows = self._id_hash_sorted, self._id_rows_sorted
+        while pos < len(hashes) and hashes[pos] == h:
+            row = int(rows[pos])
+            if self.alive[row] and self.ids[row] == entity_id:
+                return row
+            pos += 1
+        return -1
 
     def rows_of(self, ids: list[str]) -> np.ndarray:
         """Rows of the live entities with these ids (-1 where absent), looked up in one vectorised pass."""
@@ -94,7 +101,7 @@ class EntityStore:
         hashes = StringColumn.from_strings(ids).hashes()
         pos = np.clip(np.searchsorted(self._id_hash_sorted, hashes), 0, len(self._id_hash_sorted) - 1)
         for i in np.flatnonzero(self._id_hash_sorted[pos] == hashes):
-            out[i] = -1 if (row := self.row_of(ids[i])) is None else row
+            out[i] = self._row_from(int(pos[i]), hashes[i], ids[i])
         return out
 
     def __contains__(self, entity_id: str) -> bool:
