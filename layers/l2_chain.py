@@ -105,8 +105,9 @@ class CandidateRetriever:
     # ------------------------------------------------------------------ layers
 
     def _search(self, layer: L2LayerConfig, queries: list[list[str]], contexts: list[str] | None) -> list[Hits]:
-        if layer.type == "dict":
-            return [self._dict_search(layer, q) for q in queries]
+        if layer.type == "dict":  # a name repeated in the batch is looked up once (its Hits are only read)
+            found = {key: self._dict_search(layer, list(key)) for key in dict.fromkeys(map(tuple, queries))}
+            return [found[tuple(q)] for q in queries]
         if layer.query == "mention_context" and contexts is not None:
             queries = [[c, *q[1:]] for c, q in zip(contexts, queries, strict=True)]
         return self._faiss_search(layer, queries)
