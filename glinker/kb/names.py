@@ -98,8 +98,7 @@ class NameIndex:
     @classmethod
     def load(cls, directory: Path, ngram: int) -> NameIndex:
         arrays = {name: load_array(directory / f"names.{name}.npy") for name in ARRAYS}
-        keys = StringColumn.load(directory, "names.keys")
-        return cls(arrays, StringColumn(keys.data, np.asarray(keys.offsets)), ngram)
+        return cls(arrays, StringColumn.load(directory, "names.keys"), ngram)
 
     # ------------------------------------------------------------------ lookups
 
