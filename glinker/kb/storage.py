@@ -110,8 +110,7 @@ def _write_contents(kb, tmp: Path, encoder_id, template, index_type, dtype, buil
         names_index = next((ix for (kind, enc, _), ix in kb.faiss_indexes.items()
                             if kind == "names" and enc == encoder_id), None)
         if names_index is None and "names" in vectors:
-            names_index = VectorIndex.build(np.load(tmp / "vectors.names.npy", mmap_mode="r", allow_pickle=False),
-                                            index_type, progress=progress)
+            names_index = VectorIndex.build(load_array(tmp / "vectors.names.npy"), index_type, progress=progress)
         if names_index is not None:
             path = tmp / "index.names.faiss"
             written = names_index.save(path)
@@ -214,15 +213,6 @@ def _read(path: Path, reader, *args):
         raise KnowledgeBaseError(f"{path}: cannot load: {type(exc).__name__}: {exc}") from exc
 
 
-def _npy(path: Path) -> np.ndarray:
-    return load_array(path)
-
-
-def _npy_in_memory(path: Path) -> np.ndarray:
-    """Small per-row arrays (offsets, popularity) are read into RAM: they are indexed one scalar at a time."""
-    return np.load(path, allow_pickle=False)
-
-
 def load_kb(kb, kb_dir: str | Path, verify: str = "full") -> dict[str, Any]:
     """Fill ``kb`` from a kb_dir: arrays memory-mapped, nothing re-embedded."""
     from .base import VectorSet
@@ -232,12 +222,13 @@ def load_kb(kb, kb_dir: str | Path, verify: str = "full") -> dict[str, Any]:
     verify_files(kb_dir, manifest, verify)
     store = EntityStore()
     for name in STRING_COLUMNS:
-        data = _read(kb_dir / f"entities.{name}.data.npy", _npy)
-        offsets = _read(kb_dir / f"entities.{name}.offsets.npy", _npy_in_memory)
+        data = _read(kb_dir / f"entities.{name}.data.npy", load_array)
+        # small per-row arrays (offsets, popularity) are read into RAM: they are indexed one scalar at a time
+        offsets = _read(kb_dir / f"entities.{name}.offsets.npy", load_array, False)
         setattr(store, name, StringColumn(data, offsets))
         check_column(kb_dir, f"entities.{name}", getattr(store, name), utf8=verify != "full")
     for name in ARRAY_COLUMNS:
-        setattr(store, name, _read(kb_dir / f"entities.{name}.npy", _npy_in_memory))
+        setattr(store, name, _read(kb_dir / f"entities.{name}.npy", load_array, False))
     store.alive = np.ones(len(store.ids), dtype=bool)
     for name, key in (("ids", "count"), ("names", "names")):
         if len(getattr(store, name)) != manifest[key]:
@@ -249,13 +240,13 @@ def load_kb(kb, kb_dir: str | Path, verify: str = "full") -> dict[str, Any]:
                   kb_dir / "entities.names.offsets.npy")
     store._reindex_ids()
     for name in [*NAME_ARRAYS, "keys.data", "keys.offsets"]:  # each file named in its own error
-        _read(kb_dir / f"names.{name}.npy", _npy)
+        _read(kb_dir / f"names.{name}.npy", load_array)
     names = _read(kb_dir, NameIndex.load, 3)
     check_name_index(kb_dir, names.a, len(store.names), len(store.ids), deep=verify != "full")
     check_column(kb_dir, "names.keys", names.keys, utf8=verify != "full")
     vector_sets = {}
     for kind, info in manifest.get("vectors", {}).items():
-        matrix = _read(kb_dir / info["file"], _npy)
+        matrix = _read(kb_dir / info["file"], load_array)
         if (matrix.ndim != 2 or matrix.dtype.kind != "f" or matrix.shape[0] != info["rows"]
                 or (manifest.get("dim") and matrix.shape[1] != manifest["dim"])):
             raise KnowledgeBaseError(f"{kb_dir / info['file']}: a {matrix.dtype} array of shape {matrix.shape} does not "
