@@ -233,6 +233,23 @@ def test_link_scores_equal_gliner_inference_with_fixed_spans(models, kb, kind, m
     assert_scores_close(scorer.score(TEXTS, groups), ours)
 
 
+@pytest.mark.parametrize("kind", ["bi", "uni"])
+def test_token_inputs_equal_the_collated_batch(models, kind):
+    from glinker.models.gliner import Row, get_gliner
+
+    gliner = get_gliner(models[kind])
+    texts = [t for t in TEXTS if t] + [" ".join(["anti-inflammatory Paris, Texas"] * 60)]
+    words = gliner.words(texts)
+    rows = [Row(t, lo, hi, labels=["city: a town", "country"][: 1 + t % 2])
+            for t, w in enumerate(words) for lo, hi in gliner.windows(w, 40, 0)]
+    assert any(r.lo > 0 for r in rows)
+    ours = gliner.token_inputs(rows, words)
+    collated = gliner.collate(rows, words, [] if gliner.is_bi else [r.labels for r in rows], gliner.is_bi)
+    for key in ("input_ids", "attention_mask", "words_mask", "text_lengths"):
+        assert ours[key].tolist() == collated[key].tolist(), key
+    assert ours["token_lengths"] == ours["attention_mask"].sum(-1).tolist()
+
+
 def test_precomputed_label_vectors_equal_computed_on_the_fly(models, kb):
     from glinker.models.gliner import GlinerLinkScorer
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..linking import context_window
 from ..types import MentionCandidates
-from .batching import length_batches
+from .batching import length_batches, model_workers, run_batches
 from .resolve import resolve_model
 from .scorers import candidate_text
 
@@ -42,6 +42,7 @@ class CrossEncoderScorer:
         self.num_labels = int(self.model.config.num_labels)
         self.positive = next((labels[n] for n in POSITIVE_NAMES if n in labels), self.num_labels - 1)
         self.lock = threading.Lock()
+        self.workers = model_workers(device)
 
     def precompute(self, batch_size: int = 64, progress: bool = False) -> int:
         """Nothing to precompute: every pair is read together."""
@@ -68,18 +69,19 @@ class CrossEncoderScorer:
         return out
 
     def _score_pairs(self, pairs: list[tuple[str, str]]) -> np.ndarray:
-        torch = self.torch
         scores = np.zeros(len(pairs), dtype=np.float32)
-        with self.lock, torch.inference_mode():
-            for idx in length_batches([len(a) + len(b) for a, b in pairs], self.batch_size):
-                batch = self.tokenizer(
-                    [pairs[i][0] for i in idx], [pairs[i][1] for i in idx],
-                    padding=True, truncation=True, max_length=self.max_length, return_tensors="pt",
-                ).to(self.device)
-                logits = self.model(**batch).logits.float()
-                if self.num_labels == 1:
-                    probs = torch.sigmoid(logits[:, 0])
-                else:
-                    probs = torch.softmax(logits, dim=-1)[:, self.positive]
-                scores[idx] = probs.cpu().numpy()
+        batches = length_batches([len(a) + len(b) for a, b in pairs], self.batch_size)
+        for idx, probs in run_batches(lambda idx: self._score([pairs[i] for i in idx]), batches, self.workers):
+            scores[idx] = probs
         return scores
+
+    def _score(self, pairs: list[tuple[str, str]]) -> np.ndarray:
+        torch = self.torch
+        with self.lock:  # a fast tokenizer is not safe to call from two threads at once
+            batch = self.tokenizer([a for a, _ in pairs], [b for _, b in pairs], padding=True, truncation=True,
+                                   max_length=self.max_length, return_tensors="pt").to(self.device)
+        with torch.inference_mode():
+            logits = self.model(**batch).logits.float()
+            if self.num_labels == 1:
+                return torch.sigmoid(logits[:, 0]).cpu().numpy()
+            return torch.softmax(logits, dim=-1)[:, self.positive].cpu().numpy()

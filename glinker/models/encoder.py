@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .batching import length_batches
+from .batching import length_batches, model_workers, run_batches
 from .resolve import canonical_name, resolve_model
 
 _CACHE: dict[tuple[str, str, int], TextEncoder] = {}
@@ -35,28 +35,29 @@ class TextEncoder:
         self.dim = int(self.model.config.hidden_size)
         self._torch = torch
         self._lock = threading.Lock()
+        self.workers = model_workers(device)
 
     def encode(
         self, texts: Sequence[str], batch_size: int = 64, progress: bool = False, desc: str = "encoding"
     ) -> np.ndarray:
         """Unit-length float32 vectors, one row per text, in input order."""
-        torch = self._torch
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        with self._lock, torch.inference_mode():
-            for idx in length_batches([len(t) for t in texts], batch_size, progress, desc):
-                batch = self.tokenizer(
-                    [texts[i] for i in idx],
-                    padding=True,
-                    truncation=True,
-                    max_length=self.max_length,
-                    return_tensors="pt",
-                ).to(self.device)
-                hidden = self.model(**batch).last_hidden_state
-                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-                pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
-                out[idx] = pooled.float().cpu().numpy()
+        batches = length_batches([len(t) for t in texts], batch_size)
+        for idx, vectors in run_batches(lambda idx: self._encode([texts[i] for i in idx]), batches, self.workers,
+                                        progress, desc):
+            out[idx] = vectors
         return out
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        torch = self._torch
+        with self._lock:  # a fast tokenizer is not safe to call from two threads at once
+            batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
+                                   return_tensors="pt").to(self.device)
+        with torch.inference_mode():
+            hidden = self.model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(pooled, p=2, dim=1).float().cpu().numpy()
 
 
 def get_encoder(name: str, device: str = "cpu", max_length: int = 256, token: str | None = None) -> TextEncoder:

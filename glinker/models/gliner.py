@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import ConfigError, LimitError
 from ..types import Candidate, MentionCandidates
-from .batching import length_batches
+from .batching import length_batches, model_workers, run_batches
 from .resolve import canonical_name, resolve_model
 from .scorers import candidate_text
 
@@ -88,7 +88,8 @@ class GlinerModel:
         self.tokenizer = self.model.data_processor.transformer_tokenizer
         self.max_width = int(self.config.max_width)
         self.max_words = int(self.config.max_len)
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # GLiNER's tokenizers and collators: one thread at a time
+        self.workers = model_workers(device)
         self._collators = {}
         from gliner.modeling.context_encoders import IdentityContextEncoder
 
@@ -105,8 +106,9 @@ class GlinerModel:
         nonempty = [i for i, t in enumerate(tokens) if t]
         counts = {}
         if nonempty:
-            enc = self.tokenizer([tokens[i] for i in nonempty], is_split_into_words=True, add_special_tokens=False,
-                                 verbose=False)
+            with self.lock:
+                enc = self.tokenizer([tokens[i] for i in nonempty], is_split_into_words=True,
+                                     add_special_tokens=False, verbose=False)
             for k, i in enumerate(nonempty):
                 ids = np.array([w for w in enc.word_ids(k) if w is not None], dtype=np.int64)
                 counts[i] = np.bincount(ids, minlength=len(tokens[i]))
@@ -124,7 +126,8 @@ class GlinerModel:
             return [0] * len(label_sets)
         ent, sep = self.config.ent_token, self.config.sep_token
         prompts = [[piece for label in labels for piece in (ent, label)] + [sep] for labels in label_sets]
-        enc = self.tokenizer(prompts, is_split_into_words=True, add_special_tokens=False)
+        with self.lock:
+            enc = self.tokenizer(prompts, is_split_into_words=True, add_special_tokens=False)
         return [len(ids) for ids in enc["input_ids"]]
 
     def text_budget(self, max_length: int | None, prompt_tokens: int, what: str) -> int:
@@ -163,11 +166,9 @@ class GlinerModel:
         lo = min(lo, max(0, hi - self.max_words, int(np.searchsorted(cum, cum[hi] - budget, side="left"))))
         return lo, hi
 
-    def batches(self, rows: Sequence[Row], words: Sequence[Words], size: int):
+    def batches(self, rows: Sequence[Row], words: Sequence[Words], size: int) -> list[np.ndarray]:
         """Row indices in batches of ``size``, similar lengths together (less padding)."""
-        lengths = [int(words[r.text].cum[r.hi] - words[r.text].cum[r.lo]) + r.prompt for r in rows]
-        for idx in length_batches(lengths, size):
-            yield idx.tolist()
+        return length_batches([int(words[r.text].cum[r.hi] - words[r.text].cum[r.lo]) + r.prompt for r in rows], size)
 
     def clip(self, first: int, last: int) -> tuple[int, int]:
         """A span GLiNER can represent: at most ``max_width`` words (the first ones)."""
@@ -185,12 +186,18 @@ class GlinerModel:
         out = np.zeros((len(labels), self.label_dim), dtype=np.float32)
         if not labels:
             return out
-        encoded = tokenizer(list(labels), truncation=True)
-        with self.lock, self.torch.inference_mode():
-            for idx in length_batches([len(ids) for ids in encoded["input_ids"]], batch_size, progress, desc, "label"):
+        with self.lock:
+            encoded = tokenizer(list(labels), truncation=True)
+
+        def embed(idx: np.ndarray) -> np.ndarray:
+            with self.lock:
                 batch = tokenizer.pad({k: [encoded[k][i] for i in idx] for k in encoded}, return_tensors="pt")
-                vectors = self.model.model.token_rep_layer.encode_labels(**batch.to(self.device))
-                out[idx] = vectors.float().cpu().numpy()
+            with self.torch.inference_mode():
+                return self.model.model.token_rep_layer.encode_labels(**batch.to(self.device)).float().cpu().numpy()
+
+        batches = length_batches([len(ids) for ids in encoded["input_ids"]], batch_size)
+        for idx, vectors in run_batches(embed, batches, self.workers, progress, desc, "label"):
+            out[idx] = vectors
         return out
 
     @property
@@ -207,7 +214,7 @@ class GlinerModel:
             )
         # the words of each window are handed over as they are, like GLiNER's own inference does
         input_x = [{"tokenized_text": words[r.text].tokens[r.lo : r.hi], "ner": None} for r in rows]
-        with warnings.catch_warnings():
+        with self.lock, warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return self.model.collate_batch(input_x, label_sets, self._collators[key])
 
@@ -218,12 +225,27 @@ class GlinerModel:
             extra["labels_embeds"] = label_vectors
             if label_mask is not None:
                 extra["prompts_embedding_mask"] = label_mask
-        with self.lock:
-            return self.model.run_batch(batch, threshold=threshold, **extra)
+        return self.model.run_batch(batch, threshold=threshold, **extra)
 
-    def span_logits(self, batch: dict, spans: Sequence[Sequence[tuple[int, int]]], label_vectors=None,
-                    label_mask=None):
-        """Logits ``[B, S, C]`` of the given word spans of each row against the row's labels.
+    def token_inputs(self, rows: Sequence[Row], words: Sequence[Words]) -> dict:
+        """The token inputs of word windows (after each row's label prompt, for uni-encoders) made by
+        GLiNER's own tokenisation, without the collator's enumeration of every span of every window."""
+        windows = [words[r.text].tokens[r.lo : r.hi] for r in rows]
+        processor = self.model.data_processor
+        with self.lock:
+            if self.is_bi:
+                inputs = processor.tokenize_inputs(windows)
+            else:
+                inputs = processor.tokenize_inputs(windows, [r.labels for r in rows])
+        lengths = [len(w) for w in windows]
+        inputs["text_lengths"] = self.torch.tensor(lengths, dtype=self.torch.long).unsqueeze(-1)
+        inputs["word_lengths"] = lengths
+        inputs["token_lengths"] = inputs["attention_mask"].sum(dim=-1).tolist()
+        return inputs
+
+    def span_logits(self, rows: Sequence[Row], words: Sequence[Words], label_vectors=None, label_mask=None):
+        """Logits ``[B, S, C]`` of each row's spans against the row's labels (its prompt for uni-encoders,
+        ``label_vectors`` for bi-encoders).
 
         Marker span modes compute representations for these spans only (from their end words alone
         where that is all the mode reads); other span modes run the full forward pass and pick the
@@ -231,6 +253,7 @@ class GlinerModel:
         """
         torch = self.torch
         width = self.max_width
+        spans = [r.spans for r in rows]
         n_spans = max(1, max(len(s) for s in spans))
         padded = -(-n_spans // width) * width
         idx = torch.zeros(len(spans), padded, 2, dtype=torch.long)
@@ -238,25 +261,27 @@ class GlinerModel:
             if row_spans:
                 idx[b, : len(row_spans)] = torch.tensor(row_spans, dtype=torch.long)
         if self.config.span_mode not in MARKER_SPAN_MODES:
+            batch = self.collate(rows, words, [] if self.is_bi else [r.labels for r in rows], self.is_bi)
             logits = self.run(batch, 0.0, label_vectors, label_mask).logits
-            rows = torch.arange(len(spans)).unsqueeze(1)
-            return logits[rows, idx[..., 0], (idx[..., 1] - idx[..., 0]).clamp(0, width - 1)][:, :n_spans]
+            in_batch = torch.arange(len(spans)).unsqueeze(1)
+            return logits[in_batch, idx[..., 0], (idx[..., 1] - idx[..., 0]).clamp(0, width - 1)][:, :n_spans]
         core = self.model.model
-        inputs = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        inputs = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v
+                  for k, v in self.token_inputs(rows, words).items()}
         kwargs = {k: inputs[k] for k in ("token_lengths", "word_lengths") if k in inputs}
         if self.is_bi:
             kwargs.update(labels_embeds=label_vectors, prompts_embedding_mask=label_mask)
-        with self.lock, torch.inference_mode():
+        with torch.inference_mode():
             reps = core.get_representations(
                 input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
                 text_lengths=inputs["text_lengths"], words_mask=inputs["words_mask"], **kwargs,
             )
-            words, idx = reps.words_embedding, idx.to(self.device)
+            word_reps, idx = reps.words_embedding, idx.to(self.device)
             if self.ends_only:
                 ends = idx.reshape(len(spans), -1)
-                words = torch.gather(words, 1, ends.unsqueeze(-1).expand(-1, -1, words.shape[-1]))
+                word_reps = torch.gather(word_reps, 1, ends.unsqueeze(-1).expand(-1, -1, word_reps.shape[-1]))
                 idx = torch.arange(ends.shape[1], device=self.device).reshape(1, padded, 2).expand(len(spans), -1, -1)
-            span_rep = core.span_rep_layer(words, idx).reshape(len(spans), padded, -1)[:, :n_spans]
+            span_rep = core.span_rep_layer(word_reps, idx).reshape(len(spans), padded, -1)[:, :n_spans]
             prompts = core.prompt_rep_layer(reps.prompts_embedding)
             return torch.einsum("BSD,BCD->BSC", span_rep, prompts)
 
@@ -315,11 +340,14 @@ class GlinerNER:
                 rows.append(Row(t, lo, hi))
                 owned.append((own_lo, own_hi))
         found: list[list[tuple[int, int, str, float]]] = [[] for _ in texts]
-        for idx in gliner.batches(rows, words, self.batch_size):
+
+        def decode(idx: np.ndarray) -> list:
             batch = gliner.collate([rows[i] for i in idx], words, self.labels, self.vectors is not None)
             output = gliner.run(batch, self.threshold, self.vectors)
-            decoded = gliner.model.decode_batch(output, batch, threshold=self.threshold, flat_ner=self.flat_ner,
-                                                multi_label=self.multi_label)
+            return gliner.model.decode_batch(output, batch, threshold=self.threshold, flat_ner=self.flat_ner,
+                                             multi_label=self.multi_label)
+
+        for idx, decoded in run_batches(decode, gliner.batches(rows, words, self.batch_size), gliner.workers):
             for i, spans in zip(idx, decoded, strict=True):
                 row, (own_lo, own_hi) = rows[i], owned[i]
                 w = words[row.text]
@@ -389,17 +417,15 @@ class GlinerLinkScorer:
         else:
             rows, candidates = self._uni_rows(groups, words), {}
         torch = self.gliner.torch
-        for idx in self.gliner.batches(rows, words, self.batch_size):
+
+        def probabilities(idx: np.ndarray) -> np.ndarray:
             batch_rows = [rows[i] for i in idx]
-            if self.gliner.is_bi:
-                vectors, mask = self._row_vectors(batch_rows, candidates)
-                batch = self.gliner.collate(batch_rows, words, [], label_vectors=True)
-            else:
-                vectors = mask = None
-                batch = self.gliner.collate(batch_rows, words, [r.labels for r in batch_rows], label_vectors=False)
-            logits = self.gliner.span_logits(batch, [r.spans for r in batch_rows], vectors, mask)
-            probs = torch.sigmoid(logits.float()).cpu().numpy()
-            for b, row in enumerate(batch_rows):
+            vectors, mask = self._row_vectors(batch_rows, candidates) if self.gliner.is_bi else (None, None)
+            return torch.sigmoid(self.gliner.span_logits(batch_rows, words, vectors, mask).float()).cpu().numpy()
+
+        batches = self.gliner.batches(rows, words, self.batch_size)
+        for idx, probs in run_batches(probabilities, batches, self.gliner.workers):
+            for b, row in enumerate(rows[i] for i in idx):
                 for s, (m, positions, labels) in enumerate(row.targets):
                     out[row.text][m][positions] = probs[b, s, labels]
         return out
