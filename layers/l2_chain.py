@@ -106,38 +106,49 @@ class CandidateRetriever:
 
     def _search(self, layer: L2LayerConfig, queries: list[list[str]], contexts: list[str] | None) -> list[Hits]:
         if layer.type == "dict":  # a name repeated in the batch is looked up once (its Hits are only read)
-            found = {key: self._dict_search(layer, list(key)) for key in dict.fromkeys(map(tuple, queries))}
+            distinct = list(dict.fromkeys(map(tuple, queries)))
+            found = dict(zip(distinct, self._dict_search(layer, distinct), strict=True))
             return [found[tuple(q)] for q in queries]
         if layer.query == "mention_context" and contexts is not None:
             queries = [[c, *q[1:]] for c, q in zip(contexts, queries, strict=True)]
         return self._faiss_search(layer, queries)
 
-    def _dict_search(self, layer: L2LayerConfig, queries: list[str]) -> Hits:
+    def _dict_search(self, layer: L2LayerConfig, queries: list[tuple[str, ...]]) -> list[Hits]:
+        """Hits of each mention's search strings; every distinct string is looked up once, all at once."""
         index = self.kb.name_index()
         entity_of = index.a["name_entity"]
-        hits = Hits()
-        k = self.config.max_candidates * 3
+        label_name = self.kb.store.name_start
+        strings = list(dict.fromkeys(q for per_mention in queries for q in per_mention))
+        exact = canonical = similar = {}
         if "exact" in layer.search_mode:
-            for q in queries:
-                key = index.exact(q)
-                if key is not None:
-                    name_rows = index.name_rows(key)
-                    for name_row, row in zip(name_rows, entity_of[name_rows], strict=True):
-                        hits.add(int(row), EXACT_SCORE)
-                        hits.exact.add(int(row))
-                        if name_row == self.kb.store.name_start[row]:
-                            hits.exact_label.add(int(row))
-            for q in queries:
-                for row in entity_of[index.canonical(q)]:
+            exact = {q: index.exact(q) for q in strings}
+            canonical = dict(zip(strings, index.canonical_many(strings), strict=True))
+        if "fuzzy" in layer.search_mode and layer.fuzzy is not None:
+            k = self.config.max_candidates * 3
+            similar = dict(zip(strings, index.similar_many(strings, k, layer.fuzzy.min_similarity), strict=True))
+        no_rows, no_keys = np.zeros(0, np.int64), (np.zeros(0, np.int64), np.zeros(0, np.float32))
+        out = []
+        for per_mention in queries:
+            hits = Hits()
+            for key in (exact.get(q) for q in per_mention):
+                if key is None:
+                    continue
+                name_rows = index.name_rows(key)
+                for name_row, row in zip(name_rows, entity_of[name_rows], strict=True):
+                    hits.add(int(row), EXACT_SCORE)
+                    hits.exact.add(int(row))
+                    if name_row == label_name[row]:
+                        hits.exact_label.add(int(row))
+            for q in per_mention:
+                for row in entity_of[canonical.get(q, no_rows)]:
                     hits.add(int(row), CANONICAL_SCORE)
                     hits.canonical.add(int(row))
-        if "fuzzy" in layer.search_mode and layer.fuzzy is not None:
-            for q in queries:
-                keys, scores = index.similar(q, k, layer.fuzzy.min_similarity)
-                for key, score in zip(keys, scores, strict=True):
+            for q in per_mention:
+                for key, score in zip(*similar.get(q, no_keys), strict=True):
                     for row in entity_of[index.name_rows(int(key))]:
                         hits.add(int(row), float(score))
-        return hits
+            out.append(hits)
+        return out
 
     def _faiss_search(self, layer: L2LayerConfig, queries: list[list[str]]) -> list[Hits]:
         owners = [i for i, q in enumerate(queries) for _ in q]

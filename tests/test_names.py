@@ -1,6 +1,7 @@
 """Name normalisation, exact and fuzzy lookup, the gazetteer, abbreviations."""
 
 import numpy as np
+import pytest
 
 from glinker import KnowledgeBase
 from glinker.kb.columns import StringColumn, span_hashes, string_hash
@@ -57,6 +58,26 @@ def test_similar_sums_postings_the_same_way_dense_or_sparse(example_kb_path, mon
     for (k0, s0), (k1, s1) in zip(results[0], results[10**9], strict=True):
         assert k0.tolist() == k1.tolist() and s0.tolist() == s1.tolist()
     assert any(len(k) for k, _ in results[0])
+
+
+@pytest.mark.parametrize("dense", [0, 10**9])
+def test_similar_many_equals_one_query_at_a_time(example_kb_path, monkeypatch, dense):
+    import glinker.kb.names as names
+
+    kb = KnowledgeBase()
+    kb.load(example_kb_path)
+    index = kb.name_index()
+    queries = ["paris texas", "", "amazon rivr", "zzzz", "georgia", "new yrok", "x", "washington state univ", "paris"]
+    monkeypatch.setattr(names, "DENSE_POSTINGS", dense)
+    one_by_one = [index.similar(q, 4, 0.1) for q in queries]
+    monkeypatch.setattr(names, "SIMILAR_CHUNK", 3)  # chunks that split the queries
+    batched = index.similar_many(queries, 4, 0.1)
+    assert len(batched) == len(queries)
+    for (k0, s0), (k1, s1) in zip(one_by_one, batched, strict=True):
+        assert k0.tolist() == k1.tolist() and s0.tolist() == s1.tolist()
+        assert len(k0) <= 4 and (s0 >= 0.1).all()
+        assert all((-a, x) <= (-b, y) for a, b, x, y in zip(s0, s0[1:], k0, k0[1:], strict=False))  # ties by key
+    assert len(one_by_one[1][0]) == len(one_by_one[3][0]) == 0 < len(one_by_one[0][0])
 
 
 def test_index_follows_loads():

@@ -21,6 +21,7 @@ from .normalize import canonical_name, normalize_name, stem, tokens_with_offsets
 
 # similar() sums postings into one array over all keys when they number at least 1/DENSE_POSTINGS of the keys
 DENSE_POSTINGS = 16
+SIMILAR_CHUNK = 64  # texts whose postings similar_many sums together
 ARRAYS = (
     "key_hash",
     "key_name_offsets",
@@ -123,41 +124,65 @@ class NameIndex:
 
     def canonical(self, text: str) -> np.ndarray:
         """Name rows whose canonical form equals that of ``text`` (a 64-bit hash match)."""
-        return self.canonical_rows([canonical_name(normalize_name(text))])[0]
+        return self.canonical_many([text])[0]
+
+    def canonical_many(self, texts: list[str]) -> list[np.ndarray]:
+        """``canonical`` of each text, hashed and looked up at once."""
+        return self.canonical_rows([canonical_name(normalize_name(t)) for t in texts])
 
     def similar(self, text: str, k: int, min_similarity: float) -> tuple[np.ndarray, np.ndarray]:
         """Keys most similar to ``text`` by n-gram TF-IDF cosine, best first, and their scores."""
-        grams = _grams(normalize_name(text), self.ngram)
-        if len(grams) == 0 or self.num_keys == 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        hashes, counts = np.unique(grams, return_counts=True)
+        return self.similar_many([text], k, min_similarity)[0]
+
+    def similar_many(self, texts: list[str], k: int, min_similarity: float) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``similar`` of each text, the postings of ``SIMILAR_CHUNK`` texts summed at once; ties by key."""
+        grams = [_grams(normalize_name(t), self.ngram) for t in texts]
+        out = []
+        for lo in range(0, len(texts), SIMILAR_CHUNK):
+            out += self._similar_chunk(grams[lo : lo + SIMILAR_CHUNK], k, min_similarity)
+        return out
+
+    def _similar_chunk(self, grams: list[np.ndarray], k: int, min_similarity: float):
+        empty = (np.zeros(0, np.int64), np.zeros(0, np.float32))
+        if self.num_keys == 0 or not any(len(g) for g in grams):
+            return [empty] * len(grams)
+        query, hashes, counts = [], [], []
+        for q, g in enumerate(grams):
+            if len(g):
+                h, c = np.unique(g, return_counts=True)
+                query.append(np.full(len(h), q))
+                hashes.append(h)
+                counts.append(c)
+        query, hashes, counts = np.concatenate(query), np.concatenate(hashes), np.concatenate(counts)
         gram_hash = self.a["gram_hash"]
         pos = np.clip(np.searchsorted(gram_hash, hashes), 0, max(len(gram_hash) - 1, 0))
         known = gram_hash[pos] == hashes if len(gram_hash) else np.zeros(len(hashes), bool)
         unknown_idf = math.log(self.num_keys + 1) + 1.0
-        idf = np.where(known, self.a["gram_idf"][pos], unknown_idf)
-        weights = (1.0 + np.log(counts)) * idf
-        weights /= np.sqrt((weights**2).sum())
+        weights = (1.0 + np.log(counts)) * np.where(known, self.a["gram_idf"][pos], unknown_idf)
+        weights /= np.sqrt(np.bincount(query, weights=weights**2, minlength=len(grams)))[query]
+        query, pos, weights = query[known], pos[known], weights[known]
         offsets = self.a["gram_offsets"]
-        slices = [(offsets[p], offsets[p + 1], w) for p, w, ok in zip(pos, weights, known, strict=True) if ok]
-        if not slices:
-            return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        post_keys = np.concatenate([self.a["post_keys"][lo:hi] for lo, hi, _ in slices])
-        post_w = np.concatenate([self.a["post_weights"][lo:hi] * w for lo, hi, w in slices])
-        if len(post_keys) * DENSE_POSTINGS >= self.num_keys:  # long postings: one pass over all keys beats a sort
-            totals = np.bincount(post_keys, weights=post_w, minlength=self.num_keys).astype(np.float32)
-            uniq = np.flatnonzero(totals >= min_similarity)
-            scores = totals[uniq]
+        starts, lengths = offsets[pos], offsets[pos + 1] - offsets[pos]
+        total = int(lengths.sum())
+        post = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(total)
+        owner = np.repeat(query, lengths)
+        post_w = self.a["post_weights"][post] * np.repeat(weights, lengths)
+        cell = owner * self.num_keys + self.a["post_keys"][post]
+        if total * DENSE_POSTINGS >= len(grams) * self.num_keys:  # long postings: one pass beats a sort
+            totals = np.bincount(cell, weights=post_w, minlength=len(grams) * self.num_keys).astype(np.float32)
+            cells = np.flatnonzero(totals >= min_similarity)
+            scores = totals[cells]
         else:
-            uniq, inverse = np.unique(post_keys, return_inverse=True)
+            cells, inverse = np.unique(cell, return_inverse=True)
             scores = np.bincount(inverse, weights=post_w).astype(np.float32)
             keep = scores >= min_similarity
-            uniq, scores = uniq[keep], scores[keep]
-        if len(uniq) > k:
-            top = np.argpartition(-scores, k - 1)[:k]
-            uniq, scores = uniq[top], scores[top]
-        order = np.lexsort((uniq, -scores))
-        return uniq[order].astype(np.int64), scores[order]
+            cells, scores = cells[keep], scores[keep]
+        owners, keys = np.divmod(cells, self.num_keys)
+        order = np.lexsort((keys, -scores, owners))  # per query: best first, ties by key
+        owners, keys, scores = owners[order], keys[order], scores[order]
+        bounds = np.searchsorted(owners, np.arange(len(grams) + 1))
+        return [(keys[a : min(b, a + k)].astype(np.int64), scores[a : min(b, a + k)])
+                for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
     def canonical_rows(self, keys: list[str]) -> list[np.ndarray]:
         """Name rows of each canonical key (an empty key or an unknown one gives no rows)."""
