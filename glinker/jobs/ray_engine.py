@@ -25,6 +25,7 @@ import pyarrow as pa
 import ray
 
 from ..errors import InputError
+from ..models.batching import WORKERS_ENV
 from .checkpoint import BatchFile, checkpoint_path, fsync_dir, write_checkpoint
 from .pipeline import Linker
 from .reader import open_input
@@ -39,7 +40,8 @@ from .runner import (
     summary,
 )
 
-OFFLINE_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM", "HF_HOME")
+# passed on to the actors, when set here
+ACTOR_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM", "HF_HOME", WORKERS_ENV)
 
 
 def shard_dir(output: str | Path) -> Path:
@@ -196,7 +198,8 @@ def run_ray(job: LinkJob, address: str | None = None, num_workers: int = 2, gpus
     batches_per_shard = math.ceil(shard_docs / job.batch_size)
     parts = _prepare_shards(job, {**fingerprint, "batches_per_shard": batches_per_shard})
     if not ray.is_initialized():
-        env = {k: os.environ[k] for k in OFFLINE_ENV if k in os.environ}
+        env = {k: os.environ[k] for k in ACTOR_ENV if k in os.environ}
+        env.setdefault(WORKERS_ENV, "1")  # an actor holds one CPU: one model batch at a time
         ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = job.progress
     source = ShardSource(job, batches_per_shard)
