@@ -71,3 +71,22 @@ def test_loading_entities_while_executing_is_never_half_seen(example_kb_path):
     assert before[4] != after[4], "the new entity should change the links of the last batch"
     for k, done, got in results:
         assert got == after[k] if done else got in (before[k], after[k])
+
+
+def test_executors_sharing_one_model_in_threads_equal_sequential(gazetteer_executor, example_kb_path):
+    """Two executors share the MiniLM encoder (one per model and device): its tokenizer is called one
+    thread at a time, its forward passes at once, each on two batch threads."""
+    other = DAGExecutor(dense_builder("dictionary").build())
+    other.load_entities(example_kb_path)
+    assert other.processors["l3"].scorer.encoder is gazetteer_executor.processors["l3"].scorer.encoder
+    expected = [links(gazetteer_executor, b) for b in BATCHES]
+    start = threading.Barrier(2)
+
+    def worker(executor: DAGExecutor) -> list[tuple[int, list]]:
+        start.wait()
+        return [(i % len(BATCHES), links(executor, BATCHES[i % len(BATCHES)] * 7)) for i in range(25)]
+
+    with ThreadPoolExecutor(2) as pool:
+        results = [r for rs in pool.map(worker, [gazetteer_executor, other]) for r in rs]
+    assert len(results) == 50
+    assert all(got == expected[k] * 7 for k, got in results)
