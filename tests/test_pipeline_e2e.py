@@ -1,5 +1,6 @@
 """End to end through ConfigBuilder -> DAGExecutor -> L0 with the real offline models (spaCy, MiniLM)."""
 
+import numpy as np
 import orjson
 import pytest
 
@@ -134,3 +135,21 @@ def test_loading_more_entities_updates_links(example_kb_path):
     assert links(executor.execute({"texts": ["The Nile and the Danube."]})) == [[("Nile", "X1")]]
     executor.load_entities([{"entity_id": "X2", "label": "Danube", "description": "river in Europe"}])
     assert links(executor.execute({"texts": ["The Nile and the Danube."]})) == [[("Nile", "X1"), ("Danube", "X2")]]
+
+
+def test_dense_scores_a_candidate_missing_from_the_kb_from_its_own_fields(gazetteer_executor):
+    import dataclasses
+
+    from glinker.types import MentionCandidates
+
+    text = "Paris is a small city in Lamar County in northeast Texas."
+    scorer = gazetteer_executor.processors["l3"].scorer
+    l2 = gazetteer_executor.execute({"texts": [text]}).get("l2_result").candidates
+    groups = [[g for g in l2[0] if len(g.candidates) >= 2]]
+    assert groups[0]
+    copies = [[MentionCandidates(g.mention, [dataclasses.replace(c, entity_id=f"outside:{c.entity_id}")
+                                             for c in g.candidates]) for g in groups[0]]]
+    in_kb, outside = scorer.score([text], groups), scorer.score([text], copies)
+    for a, b in zip(in_kb[0], outside[0], strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+        assert len(a) >= 2 and ((a >= 0) & (a <= 1)).all()

@@ -9,7 +9,7 @@ where retrieval is the L2 similarity (1.0 exact name, 0.95 canonical, else fuzzy
 rewards candidates that the mention's other candidates descend from (``v``: their ancestor votes,
 see glinker/kb/hierarchy.py), and the sum is divided by ``1 + support_weight`` to stay in [0, 1].
 Mentions (with ``context_chars`` of context) are encoded once per batch; entity vectors are made
-once per KB with the schema template.
+once per KB with the schema template (a candidate missing from the KB is embedded from its own fields).
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ import numpy as np
 
 from ..kb.hierarchy import ancestor_votes
 from ..linking import context_window
-from ..types import MentionCandidates
+from ..types import Candidate, MentionCandidates
 from .encoder import get_encoder
+from .scorers import candidate_text
 
 
 class DenseScorer:
@@ -45,22 +46,36 @@ class DenseScorer:
             return [[] for _ in groups]
         contexts = [context_window(texts[t], g.mention.start, g.mention.end, self.context_chars) for t, g in flat]
         mention_vecs = self.encoder.encode(contexts, batch_size=self.batch_size)
-        entity_vecs = self.kb.vectors(self.encoder, "entities", self.template).matrix
+        candidates = [c for _, g in flat for c in g.candidates]
+        vectors, rows = self._candidate_vectors(candidates)
         store = self.kb.store
         w = self.retrieval_weight
         out: list[list[np.ndarray]] = [[] for _ in groups]
+        hi = 0
         for (t, g), vec in zip(flat, mention_vecs, strict=True):
-            rows = [store.row_of(c.entity_id) for c in g.candidates]
-            if not rows:
-                out[t].append(np.zeros(0, dtype=np.float32))
-                continue
-            cos = np.asarray(entity_vecs[rows], dtype=np.float32) @ vec
+            lo, hi = hi, hi + len(g.candidates)
+            cos = vectors[lo:hi] @ vec
             retrieval = np.clip([c.score for c in g.candidates], 0.0, 1.0)
             scores = w * retrieval + (1 - w) * np.clip(cos, 0.0, 1.0)
-            if self.support_weight:
+            if self.support_weight and hi > lo:
                 h = self.hierarchy
-                votes, _ = ancestor_votes(store, rows, h.field, h.depth, h.from_top)
-                v = np.array([votes.get(r, 0.0) for r in rows])
+                votes, _ = ancestor_votes(store, [int(r) for r in rows[lo:hi] if r >= 0], h.field, h.depth,
+                                          h.from_top)
+                v = np.array([votes.get(int(r), 0.0) for r in rows[lo:hi]])
                 scores = (scores + self.support_weight * v / (1 + v)) / (1 + self.support_weight)
             out[t].append(scores.astype(np.float32))
         return out
+
+    def _candidate_vectors(self, candidates: list[Candidate]) -> tuple[np.ndarray, np.ndarray]:
+        """Entity vectors of the candidates and their KB rows (-1: not in the KB, embedded now from the
+        candidate's own fields with the same template)."""
+        rows = self.kb.store.rows_of([c.entity_id for c in candidates])
+        vectors = np.zeros((len(candidates), self.encoder.dim), dtype=np.float32)
+        known = rows >= 0
+        if known.any():
+            vectors[known] = self.kb.vectors(self.encoder, "entities", self.template).matrix[rows[known]]
+        if not known.all():
+            missing = np.flatnonzero(~known)
+            texts = [candidate_text(candidates[i], self.template) for i in missing]
+            vectors[missing] = self.encoder.encode(texts, batch_size=self.batch_size)
+        return vectors, rows
