@@ -28,7 +28,7 @@ import numpy as np
 
 from ..errors import KnowledgeBaseError
 from .base import KINDS
-from .checks import check_column, check_manifest, check_name_index, check_offsets
+from .checks import check_column, check_manifest, check_name_index, check_offsets, corrupted
 from .columns import StringColumn, load_array
 from .names import ARRAYS as NAME_ARRAYS
 from .names import NameIndex
@@ -264,8 +264,8 @@ def load_kb(kb, kb_dir: str | Path, verify: str = "full") -> dict[str, Any]:
         if index.size != info["ntotal"]:
             raise KnowledgeBaseError(f"{path or kb_dir}: index holds {index.size} vectors, the manifest says {info['ntotal']}")
         if index.dim != vector_sets[key].matrix.shape[1]:
-            raise KnowledgeBaseError(f"{path}: index of {index.dim}-d vectors, but the name vectors are "
-                                     f"{vector_sets[key].matrix.shape[1]}-d (the file is corrupted)")
+            raise corrupted(path, f"index of {index.dim}-d vectors, but the name vectors are "
+                                  f"{vector_sets[key].matrix.shape[1]}-d")
         indexes[key] = index
     with kb.lock:
         kb.store = store
