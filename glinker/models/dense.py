@@ -18,9 +18,9 @@ import numpy as np
 
 from ..kb.hierarchy import ancestor_votes
 from ..linking import context_window
-from ..types import Candidate, MentionCandidates
+from ..types import MentionCandidates
 from .encoder import get_encoder
-from .scorers import candidate_text
+from .scorers import candidate_vectors
 
 
 class DenseScorer:
@@ -47,7 +47,8 @@ class DenseScorer:
         contexts = [context_window(texts[t], g.mention.start, g.mention.end, self.context_chars) for t, g in flat]
         mention_vecs = self.encoder.encode(contexts, batch_size=self.batch_size)
         candidates = [c for _, g in flat for c in g.candidates]
-        vectors, rows = self._candidate_vectors(candidates)
+        vectors, rows = candidate_vectors(self.kb, self.encoder, "entities", self.template, candidates,
+                                          lambda texts: self.encoder.encode(texts, batch_size=self.batch_size))
         store = self.kb.store
         w = self.retrieval_weight
         out: list[list[np.ndarray]] = [[] for _ in groups]
@@ -65,17 +66,3 @@ class DenseScorer:
                 scores = (scores + self.support_weight * v / (1 + v)) / (1 + self.support_weight)
             out[t].append(scores.astype(np.float32))
         return out
-
-    def _candidate_vectors(self, candidates: list[Candidate]) -> tuple[np.ndarray, np.ndarray]:
-        """Entity vectors of the candidates and their KB rows (-1: not in the KB, embedded now from the
-        candidate's own fields with the same template)."""
-        rows = self.kb.store.rows_of([c.entity_id for c in candidates])
-        vectors = np.zeros((len(candidates), self.encoder.dim), dtype=np.float32)
-        known = rows >= 0
-        if known.any():
-            vectors[known] = self.kb.vectors(self.encoder, "entities", self.template).matrix[rows[known]]
-        if not known.all():
-            missing = np.flatnonzero(~known)
-            texts = [candidate_text(candidates[i], self.template) for i in missing]
-            vectors[missing] = self.encoder.encode(texts, batch_size=self.batch_size)
-        return vectors, rows

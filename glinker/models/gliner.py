@@ -24,7 +24,7 @@ from ..errors import ConfigError, LimitError
 from ..types import Candidate, MentionCandidates
 from .batching import length_batches, model_workers, run_batches
 from .resolve import canonical_name, resolve_model
-from .scorers import candidate_text
+from .scorers import candidate_text, candidate_vectors
 
 # span modes whose representation of a span depends on its two ends only (plus the whole text)
 MARKER_SPAN_MODES = ("marker", "markerV0", "markerV1", "markerV2")
@@ -508,13 +508,13 @@ class GlinerLinkScorer:
         return table[gather_t].to(self.gliner.device), (gather_t != pad).to(self.gliner.device)
 
     def _label_vectors(self, candidates: list[Candidate]) -> np.ndarray:
-        """Precomputed KB vectors when every candidate is a KB row, else embedded now (and cached if asked)."""
+        """Precomputed KB vectors (a candidate missing from the KB embedded now), or all embedded now."""
         if self.use_precomputed:
-            rows = [self.kb.store.row_of(c.entity_id) for c in candidates]
-            if None not in rows:
-                matrix = self.kb.vectors(self.label_encoder, "labels", self.template).matrix
-                return np.asarray(matrix[rows], dtype=np.float32)
-        texts = [candidate_text(c, self.template) for c in candidates]
+            return candidate_vectors(self.kb, self.label_encoder, "labels", self.template, candidates, self._embed)[0]
+        return self._embed([candidate_text(c, self.template) for c in candidates])
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        """Label vectors of candidate texts, from and into the cache when ``cache_embeddings``."""
         if self.cache is None:
             return self.label_encoder.encode(texts)
         missing = [x for x in dict.fromkeys(texts) if x not in self.cache]

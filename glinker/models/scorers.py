@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
+
+import numpy as np
 
 from ..templates import render_template
 from ..types import Candidate
@@ -12,6 +15,21 @@ def candidate_text(candidate: Candidate, template: str) -> str:
     """A candidate rendered with the schema template, from the same fields as the KB renders its rows."""
     fields = {f.name: getattr(candidate, f.name) for f in dataclasses.fields(candidate) if f.name != "metadata"}
     return render_template(template, {**candidate.metadata, **fields})
+
+
+def candidate_vectors(kb, encoder, kind: str, template: str, candidates: list[Candidate],
+                      embed: Callable[[list[str]], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The KB's ``kind`` vectors of the candidates (rows looked up in one pass) and their KB rows; a
+    candidate missing from the KB (row -1) is embedded now by ``embed`` from its own fields."""
+    rows = kb.store.rows_of([c.entity_id for c in candidates])
+    vectors = np.zeros((len(candidates), encoder.dim), dtype=np.float32)
+    known = rows >= 0
+    if known.any():
+        vectors[known] = kb.vectors(encoder, kind, template).matrix[rows[known]]
+    if not known.all():
+        missing = np.flatnonzero(~known)
+        vectors[missing] = embed([candidate_text(candidates[i], template) for i in missing])
+    return vectors, rows
 
 
 def make_scorer(backend: str, config, template: str, kb, max_labels: int | None = None):
