@@ -133,3 +133,17 @@ def test_truncated_gzip(tmp_path):
     path.write_bytes(path.read_bytes()[:-30])
     with pytest.raises(KnowledgeBaseError, match=r"kb\.jsonl\.gz: cannot read"):
         EntityStore().load(path)
+
+
+def test_one_reject_record_for_entity_rows_and_job_lines():
+    from glinker.errors import Reject
+    from glinker.jobs import reader as job_reader
+    from glinker.kb import Reject as KbReject
+
+    assert job_reader.Reject is KbReject is Reject
+    row = Reject(3, "required field is missing", source="kb.jsonl", field="label")
+    assert list(row.to_dict().items()) == [("source", "kb.jsonl"), ("line", 3), ("field", "label"),
+                                           ("reason", "required field is missing")]
+    assert row.message() == "kb.jsonl, line 3: field 'label': required field is missing"
+    line = Reject(4, "invalid JSON", "{not json")
+    assert line.to_json() == b'{"line":4,"reason":"invalid JSON","raw":"{not json"}\n'

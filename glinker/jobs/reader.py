@@ -15,7 +15,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from ..errors import InputError
+from ..errors import InputError, Reject
 from ..inputs import DEFAULT_MAX_TEXT_CHARS
 
 FORMATS = ("jsonl", "txt")
@@ -43,16 +43,6 @@ class Doc:
     id: Any
     text: str
     record: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class Reject:
-    line: int
-    reason: str
-    raw: str
-
-    def to_json(self) -> bytes:
-        return orjson.dumps({"line": self.line, "reason": self.reason, "raw": self.raw}) + b"\n"
 
 
 @dataclass(slots=True)

@@ -1,7 +1,7 @@
 """Reading and validating entity rows from JSONL files (plain or gzip), lists and dicts.
 
 Each bad row is either an error naming the file, line and field (``on_error="raise"``) or a
-:class:`Reject` with the same information (``on_error="skip"``); valid rows are never dropped.
+:class:`~glinker.errors.Reject` with the same information (``on_error="skip"``); valid rows are never dropped.
 """
 
 from __future__ import annotations
@@ -39,21 +39,6 @@ class EntityRow:
     metadata: dict[str, Any]
     embedding: list[float] | None = None
     embedding_model_id: str | None = None
-
-
-@dataclass(slots=True)
-class Reject:
-    source: str
-    line: int
-    field: str
-    reason: str
-
-    def message(self) -> str:
-        where = f"{self.source}, line {self.line}" if self.line else self.source
-        return f"{where}: field {self.field!r}: {self.reason}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "line": self.line, "field": self.field, "reason": self.reason}
 
 
 class RowError(Exception):

@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 import orjson
 
-from ..errors import KnowledgeBaseError
+from ..errors import KnowledgeBaseError, Reject
 from ..templates import render_template
 from ..types import Candidate
 from .columns import StringColumn, string_hash
-from .reader import EntityRow, OnError, Reject, RowError, iter_raw_rows, parse_row
+from .reader import EntityRow, OnError, RowError, iter_raw_rows, parse_row
 
 
 @dataclass
@@ -197,7 +197,7 @@ class EntityStore:
                         raise RowError("embedding_model_id", f"{row.embedding_model_id!r}, earlier rows with "
                                        f"embeddings {vector_model!r}: one KB holds vectors of one model")
             except RowError as exc:
-                reject = Reject(source_name, line, exc.field, exc.reason)
+                reject = Reject(line, exc.reason, source=source_name, field=exc.field)
                 if on_error == "raise":
                     raise KnowledgeBaseError(reject.message()) from None
                 report.rejected.append(reject)
@@ -214,7 +214,7 @@ class EntityStore:
         if rejects_path is not None:
             with open(rejects_path, "ab") as handle:
                 for reject in report.rejected:
-                    handle.write(orjson.dumps(reject.to_dict()) + b"\n")
+                    handle.write(reject.to_json())
         if chunks:
             with self.lock:
                 self._attach(chunks, retire)
