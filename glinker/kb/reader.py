@@ -131,40 +131,9 @@ def parse_row(obj: Any) -> EntityRow:
         raise RowError("<row>", f"expected a JSON object, got {type(obj).__name__}")
     entity_id = _text(obj, "entity_id", True, MAX_NAME_CHARS)
     label = _text(obj, "label", True, MAX_NAME_CHARS)
-    aliases = obj.get("aliases")
-    if aliases is None:
-        aliases = []
-    if not isinstance(aliases, list):
-        raise RowError("aliases", f"expected a list of strings, got {type(aliases).__name__}")
-    if len(aliases) > MAX_ALIASES:
-        raise RowError("aliases", f"more than {MAX_ALIASES} aliases")
-    for alias in aliases:
-        if not isinstance(alias, str):
-            raise RowError("aliases", f"expected a list of strings, found {type(alias).__name__}")
-        if len(alias) > MAX_NAME_CHARS:
-            raise RowError("aliases", f"an alias is longer than {MAX_NAME_CHARS} characters")
-        if "\x00" in alias:
-            raise RowError("aliases", "an alias contains a NUL character")
-        if not alias.isascii() and not _encodable(alias):
-            raise RowError("aliases", "an alias contains a lone surrogate (not valid Unicode text)")
-    popularity = obj.get("popularity")
-    if popularity is None:
-        popularity = 0
-    if isinstance(popularity, float) and popularity.is_integer():
-        popularity = int(popularity)
-    if isinstance(popularity, bool) or not isinstance(popularity, int):
-        raise RowError("popularity", f"expected an integer, got {type(popularity).__name__}")
-    if not -(2**63) <= popularity < 2**63:
-        raise RowError("popularity", "out of the 64-bit integer range")
-    embedding = obj.get("embedding")
-    if embedding is not None:
-        if not isinstance(embedding, list) or not embedding:
-            raise RowError("embedding", "expected a non-empty list of numbers")
-        for value in embedding:
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise RowError("embedding", f"expected numbers, found {type(value).__name__}")
-            if not abs(value) <= FLOAT32_MAX:
-                raise RowError("embedding", "contains NaN or infinity, or a number beyond the float32 range")
+    aliases = _aliases(obj.get("aliases"))
+    popularity = _popularity(obj.get("popularity"))
+    embedding = _embedding(obj.get("embedding"))
     model_id = obj.get("embedding_model_id")
     if model_id is not None and not isinstance(model_id, str):
         raise RowError("embedding_model_id", "expected a string")
@@ -182,6 +151,50 @@ def parse_row(obj: Any) -> EntityRow:
         embedding=embedding,
         embedding_model_id=model_id,
     )
+
+
+def _aliases(aliases: Any) -> list[str]:
+    if aliases is None:
+        return []
+    if not isinstance(aliases, list):
+        raise RowError("aliases", f"expected a list of strings, got {type(aliases).__name__}")
+    if len(aliases) > MAX_ALIASES:
+        raise RowError("aliases", f"more than {MAX_ALIASES} aliases")
+    for alias in aliases:
+        if not isinstance(alias, str):
+            raise RowError("aliases", f"expected a list of strings, found {type(alias).__name__}")
+        if len(alias) > MAX_NAME_CHARS:
+            raise RowError("aliases", f"an alias is longer than {MAX_NAME_CHARS} characters")
+        if "\x00" in alias:
+            raise RowError("aliases", "an alias contains a NUL character")
+        if not alias.isascii() and not _encodable(alias):
+            raise RowError("aliases", "an alias contains a lone surrogate (not valid Unicode text)")
+    return aliases
+
+
+def _popularity(popularity: Any) -> int:
+    if popularity is None:
+        return 0
+    if isinstance(popularity, float) and popularity.is_integer():
+        popularity = int(popularity)
+    if isinstance(popularity, bool) or not isinstance(popularity, int):
+        raise RowError("popularity", f"expected an integer, got {type(popularity).__name__}")
+    if not -(2**63) <= popularity < 2**63:
+        raise RowError("popularity", "out of the 64-bit integer range")
+    return popularity
+
+
+def _embedding(embedding: Any) -> list[float] | None:
+    if embedding is None:
+        return None
+    if not isinstance(embedding, list) or not embedding:
+        raise RowError("embedding", "expected a non-empty list of numbers")
+    for value in embedding:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise RowError("embedding", f"expected numbers, found {type(value).__name__}")
+        if not abs(value) <= FLOAT32_MAX:
+            raise RowError("embedding", "contains NaN or infinity, or a number beyond the float32 range")
+    return embedding
 
 
 def _check_metadata(metadata: dict[Any, Any]) -> None:

@@ -62,7 +62,6 @@ class EntityStore:
         self._id_hash_sorted = np.zeros(0, dtype=np.uint64)
         self._id_rows_sorted = np.zeros(0, dtype=np.int64)
         self.row_vectors: dict[str, tuple[np.ndarray, str | None]] = {}
-        self.derived: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ size and lookup
 
@@ -108,9 +107,6 @@ class EntityStore:
         return self.row_of(entity_id) is not None
 
     # ------------------------------------------------------------------ row accessors
-
-    def entity_id(self, row: int) -> str:
-        return self.ids[row]
 
     def label(self, row: int) -> str:
         return self.names[int(self.name_start[row])]
@@ -177,47 +173,33 @@ class EntityStore:
         if on_error not in ("raise", "skip"):
             raise KnowledgeBaseError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         report = LoadReport()
+        earlier = _EarlierRows()
         batch: list[EntityRow] = []
-        chunks: list[_Chunk] = []
+        chunks: list[_Chunk | None] = []
         retire: list[int] = []
-        seen: dict[str, int] = {}
-        vector_dim: int | None = None
-        vector_model: str | None = None
         for source_name, line, raw in iter_raw_rows(source):
             try:
-                row = parse_row(raw)
-                if row.entity_id in seen:
-                    raise RowError("entity_id", f"duplicate id {row.entity_id!r} (first at line {seen[row.entity_id]})")
-                if row.embedding is not None:
-                    if vector_dim is None:
-                        vector_dim, vector_model = len(row.embedding), row.embedding_model_id
-                    if len(row.embedding) != vector_dim:
-                        raise RowError("embedding", f"has {len(row.embedding)} dimensions, earlier rows {vector_dim}")
-                    if row.embedding_model_id != vector_model:
-                        raise RowError("embedding_model_id", f"{row.embedding_model_id!r}, earlier rows with "
-                                       f"embeddings {vector_model!r}: one KB holds vectors of one model")
+                row = earlier.check(parse_row(raw), line)
             except RowError as exc:
                 reject = Reject(line, exc.reason, source=source_name, field=exc.field)
                 if on_error == "raise":
                     raise KnowledgeBaseError(reject.message()) from None
                 report.rejected.append(reject)
                 continue
-            seen[row.entity_id] = line
             batch.append(row)
             if len(batch) == CHUNK_ROWS:
                 chunks.append(self._chunk(batch, overwrite, retire, report))
                 batch = []
         if batch:
             chunks.append(self._chunk(batch, overwrite, retire, report))
-        chunks = [c for c in chunks if c is not None]
-        report.loaded = sum(c.size for c in chunks) - report.overwritten
+        kept = [c for c in chunks if c is not None]
+        report.loaded = sum(c.size for c in kept) - report.overwritten
         if rejects_path is not None:
             with open(rejects_path, "ab") as handle:
-                for reject in report.rejected:
-                    handle.write(reject.to_json())
-        if chunks:
+                handle.writelines(reject.to_json() for reject in report.rejected)
+        if kept:
             with self.lock:
-                self._attach(chunks, retire)
+                self._attach(kept, retire)
         return report
 
     def _chunk(self, batch: list[EntityRow], overwrite: bool, retire: list[int], report: LoadReport) -> _Chunk | None:
@@ -274,6 +256,30 @@ class EntityStore:
 
 
 CHUNK_ROWS = 50_000
+
+
+class _EarlierRows:
+    """What a row must agree on with the rows read before it in one load: a new id, and embeddings of
+    one size and one model."""
+
+    def __init__(self) -> None:
+        self.lines: dict[str, int] = {}
+        self.vector_dim: int | None = None
+        self.vector_model: str | None = None
+
+    def check(self, row: EntityRow, line: int) -> EntityRow:
+        if row.entity_id in self.lines:
+            raise RowError("entity_id", f"duplicate id {row.entity_id!r} (first at line {self.lines[row.entity_id]})")
+        if row.embedding is not None:
+            if self.vector_dim is None:
+                self.vector_dim, self.vector_model = len(row.embedding), row.embedding_model_id
+            if len(row.embedding) != self.vector_dim:
+                raise RowError("embedding", f"has {len(row.embedding)} dimensions, earlier rows {self.vector_dim}")
+            if row.embedding_model_id != self.vector_model:
+                raise RowError("embedding_model_id", f"{row.embedding_model_id!r}, earlier rows with "
+                               f"embeddings {self.vector_model!r}: one KB holds vectors of one model")
+        self.lines[row.entity_id] = line
+        return row
 
 
 @dataclass
