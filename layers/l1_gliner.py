@@ -7,8 +7,9 @@ mentions are mapped back to the original offsets and merged across windows.
 
 from __future__ import annotations
 
-from glinker.config import L1GlinerConfig, NodeSpec
-from glinker.models.gliner import GlinerNER
+from glinker.config import L1GlinerConfig
+from glinker.contract import LayerContract, LayerSetup, Socket
+from glinker.ner import GlinerNER
 from glinker.types import L1Output, Mention
 
 from .common import clean_mentions
@@ -37,5 +38,8 @@ class GlinerMentions:
         ])
 
 
-def build(node: NodeSpec, config: L1GlinerConfig, runtime) -> GlinerMentions:
+CONTRACT = LayerContract(config=L1GlinerConfig, inputs={"texts": Socket()}, output=L1Output)
+
+
+def build(config: L1GlinerConfig, setup: LayerSetup) -> GlinerMentions:
     return GlinerMentions(config)

@@ -8,21 +8,22 @@ all candidate scores are kept for L0.
 
 from __future__ import annotations
 
-from glinker.config import L3Config, NodeSpec
+from glinker.config import L3Config
+from glinker.contract import LayerContract, LayerSetup, Socket
 from glinker.errors import InputError
 from glinker.linking import consistent_rankings, decide
+from glinker.linking.backends import make_scorer
 from glinker.models.resolve import detect_backend
-from glinker.models.scorers import make_scorer
 from glinker.types import L3Output, MentionCandidates
 
 
 class BatchLinker:
-    def __init__(self, node: NodeSpec, config: L3Config, runtime):
+    def __init__(self, config: L3Config, setup: LayerSetup):
         self.config = config
         self.backend = config.backend or detect_backend(config.model_name)
-        self.scorer = make_scorer(self.backend, config, node.template or "{label}", runtime.kb)
+        self.scorer = make_scorer(self.backend, config, setup.template, setup.kb)
 
-    def __call__(self, texts: list[str], candidates: list[list[MentionCandidates]], l1_entities=None) -> L3Output:
+    def __call__(self, texts: list[str], candidates: list[list[MentionCandidates]]) -> L3Output:
         if len(candidates) != len(texts):
             raise InputError(f"l3_batch got candidates for {len(candidates)} texts but {len(texts)} texts")
         k = self.config.top_k
@@ -40,5 +41,13 @@ class BatchLinker:
         return self.scorer.precompute(batch_size=batch_size, progress=progress)
 
 
-def build(node: NodeSpec, config: L3Config, runtime) -> BatchLinker:
-    return BatchLinker(node, config, runtime)
+CONTRACT = LayerContract(
+    config=L3Config,
+    inputs={"texts": Socket(), "candidates": Socket(MentionCandidates)},
+    output=L3Output,
+    precompute=True,
+)
+
+
+def build(config: L3Config, setup: LayerSetup) -> BatchLinker:
+    return BatchLinker(config, setup)

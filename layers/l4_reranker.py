@@ -11,20 +11,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from glinker.config import L4Config, NodeSpec
+from glinker.config import L4Config
+from glinker.contract import LayerContract, LayerSetup, Socket
 from glinker.errors import InputError
 from glinker.linking import decide
-from glinker.models.scorers import make_scorer
+from glinker.linking.backends import make_scorer
 from glinker.types import L3Entity, L3Output, MentionCandidates
 
 
 class Reranker:
-    def __init__(self, node: NodeSpec, config: L4Config, runtime):
+    def __init__(self, config: L4Config, setup: LayerSetup):
         self.config = config
-        self.scorer = make_scorer(config.backend, config, node.template or "{label}", runtime.kb,
+        self.scorer = make_scorer(config.backend, config, setup.template, setup.kb,
                                   max_labels=config.max_labels)
 
-    def __call__(self, texts: list[str], candidates: list[list[MentionCandidates]], l1_entities=None,
+    def __call__(self, texts: list[str], candidates: list[list[MentionCandidates]],
                  l3_entities: list[list[L3Entity]] | None = None) -> L3Output:
         if len(candidates) != len(texts):
             raise InputError(f"l4_reranker got candidates for {len(candidates)} texts but {len(texts)} texts")
@@ -67,5 +68,13 @@ def _l3_orders(candidates: list[list[MentionCandidates]], l3_entities: list[list
     return orders
 
 
-def build(node: NodeSpec, config: L4Config, runtime) -> Reranker:
-    return Reranker(node, config, runtime)
+CONTRACT = LayerContract(
+    config=L4Config,
+    inputs={"texts": Socket(), "candidates": Socket(MentionCandidates), "l3_entities": Socket(L3Entity, required=False)},
+    output=L3Output,
+    precompute=True,
+)
+
+
+def build(config: L4Config, setup: LayerSetup) -> Reranker:
+    return Reranker(config, setup)

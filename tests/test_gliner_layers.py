@@ -136,7 +136,7 @@ def test_dynamic_padding_gives_the_padded_label_vectors(models):
 
 
 def test_l1_gliner_offsets_and_batches(models):
-    from glinker.models.gliner import GlinerNER
+    from glinker.ner import GlinerNER
 
     for name in ("bi", "uni"):
         ner = GlinerNER(models[name], ["city", "person", "company"], threshold=0.4)
@@ -152,7 +152,7 @@ def test_l1_gliner_offsets_and_batches(models):
 
 
 def test_windows_lose_no_mention_on_a_5000_word_text(models):
-    from glinker.models.gliner import GlinerNER
+    from glinker.ner import GlinerNER
 
     words = [f"w{i % 97}" for i in range(5000)]
     text = " ".join(words)
@@ -171,7 +171,7 @@ def test_windows_lose_no_mention_on_a_5000_word_text(models):
 
 
 def test_uni_encoder_prompt_over_half_the_window_is_a_limit_error(models):
-    from glinker.models.gliner import GlinerNER
+    from glinker.ner import GlinerNER
 
     with pytest.raises(LimitError, match="max_length"):
         GlinerNER(models["uni"], [f"label number {i}" for i in range(40)], max_length=128)
@@ -213,9 +213,10 @@ def test_batch_of_64_texts_equals_one_by_one(models, entities):
 
 @pytest.mark.parametrize("kind", ["bi", "uni"])
 def test_link_scores_equal_gliner_inference_with_fixed_spans(models, kb, kind, monkeypatch):
+    from glinker.linking.gliner import GlinerLinkScorer
     from glinker.models import gliner as gl
 
-    scorer = gl.GlinerLinkScorer(kb, models[kind], TEMPLATE)
+    scorer = GlinerLinkScorer(kb, models[kind], TEMPLATE)
     groups = groups_for(kb, TEXTS, max_candidates=5)
     ours = scorer.score(TEXTS, groups)
     model = scorer.gliner.model
@@ -252,7 +253,7 @@ def test_token_inputs_equal_the_collated_batch(models, kind):
 
 
 def test_precomputed_label_vectors_equal_computed_on_the_fly(models, kb):
-    from glinker.models.gliner import GlinerLinkScorer
+    from glinker.linking.gliner import GlinerLinkScorer
 
     groups = groups_for(kb, TEXTS)
     precomputed = GlinerLinkScorer(kb, models["bi"], TEMPLATE)
@@ -274,8 +275,8 @@ def test_precomputed_label_vectors_equal_computed_on_the_fly(models, kb):
 
 @pytest.mark.parametrize("kind", ["bi", "uni", "ce"])
 def test_scores_of_a_batch_equal_one_by_one(models, kb, kind):
-    from glinker.models.cross_encoder import CrossEncoderScorer
-    from glinker.models.gliner import GlinerLinkScorer
+    from glinker.linking.cross_encoder import CrossEncoderScorer
+    from glinker.linking.gliner import GlinerLinkScorer
 
     texts = TEXTS * 13
     groups = groups_for(kb, texts)
@@ -290,7 +291,7 @@ def test_scores_of_a_batch_equal_one_by_one(models, kb, kind):
 
 
 def test_mentions_of_a_5000_word_text_are_all_scored(models, kb):
-    from glinker.models.gliner import GlinerLinkScorer
+    from glinker.linking.gliner import GlinerLinkScorer
 
     text = " ".join(["filler words here"] * 1500 + [TEXTS[0]] + ["more filler"] * 400 + [TEXTS[1]])
     (groups,) = groups_for(kb, [text])
@@ -302,11 +303,11 @@ def test_mentions_of_a_5000_word_text_are_all_scored(models, kb):
 
 
 def test_cross_encoder_two_classes_scores_positive_class(models, kb):
-    from glinker.models.cross_encoder import CrossEncoderScorer
+    from glinker.linking.cross_encoder import CrossEncoderScorer
 
     groups = groups_for(kb, TEXTS[:2])
     scorer = CrossEncoderScorer(models["ce2"], TEMPLATE)
-    assert scorer.num_labels == 2 and scorer.positive == 1
+    assert scorer.classifier.num_labels == 2 and scorer.classifier.positive == 1
     scores = scorer.score(TEXTS[:2], groups)
     assert all(((s > 0) & (s < 1)).all() for per in scores for s in per)
 
@@ -333,7 +334,7 @@ def test_linking_only_l3_links_among_own_candidates(models, entities, backend):
 
 
 def test_uni_encoder_chunks_score_like_the_same_labels_alone(models, kb):
-    from glinker.models.gliner import GlinerLinkScorer
+    from glinker.linking.gliner import GlinerLinkScorer
 
     groups = groups_for(kb, TEXTS, max_candidates=7)
     chunked = GlinerLinkScorer(kb, models["uni"], TEMPLATE, max_labels=3).score(TEXTS, groups)
@@ -364,7 +365,7 @@ def test_l4_chunked_equals_unchunked(models, entities, kind):
 
 
 def test_l4_merges_repeated_candidates(models, kb):
-    from glinker.models.gliner import GlinerLinkScorer
+    from glinker.linking.gliner import GlinerLinkScorer
 
     (groups,) = groups_for(kb, TEXTS[:1], max_candidates=4)
     g = groups[0]

@@ -6,53 +6,35 @@ not pay for 512 tokens of padding.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 
 import numpy as np
 
-from .batching import length_batches, model_workers, run_batches
-from .resolve import canonical_name, resolve_model
-
-_CACHE: dict[tuple[str, str, int], TextEncoder] = {}
-_CACHE_LOCK = threading.Lock()
+from .base import TransformersModel
 
 
-class TextEncoder:
+class TextEncoder(TransformersModel):
     def __init__(self, name: str, device: str = "cpu", max_length: int = 256, token: str | None = None):
-        import torch
-        from transformers import AutoModel, AutoTokenizer
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-        resolved = resolve_model(name, token)
-        self.name = name
-        self.model_id = canonical_name(name)
-        self.device = device
         self.max_length = max_length
-        self.tokenizer = AutoTokenizer.from_pretrained(resolved.load_target, token=token)
-        self.model = AutoModel.from_pretrained(resolved.load_target, token=token).to(device).eval()
+        super().__init__(name, device, token)
         self.dim = int(self.model.config.hidden_size)
-        self._torch = torch
-        self._lock = threading.Lock()
-        self.workers = model_workers(device)
+
+    def auto_class(self):
+        from transformers import AutoModel
+
+        return AutoModel
 
     def encode(
         self, texts: Sequence[str], batch_size: int = 64, progress: bool = False, desc: str = "encoding"
     ) -> np.ndarray:
         """Unit-length float32 vectors, one row per text, in input order."""
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        batches = length_batches([len(t) for t in texts], batch_size)
-        for idx, vectors in run_batches(lambda idx: self._encode([texts[i] for i in idx]), batches, self.workers,
-                                        progress, desc):
-            out[idx] = vectors
-        return out
+        return self.gather(out, lambda idx: self._encode([texts[i] for i in idx]), [len(t) for t in texts],
+                           batch_size, progress=progress, desc=desc)
 
     def _encode(self, texts: list[str]) -> np.ndarray:
-        torch = self._torch
-        with self._lock:  # a fast tokenizer is not safe to call from two threads at once
-            batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
-                                   return_tensors="pt").to(self.device)
+        torch = self.torch
+        batch = self.tokenize(texts, max_length=self.max_length)
         with torch.inference_mode():
             hidden = self.model(**batch).last_hidden_state
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
@@ -62,8 +44,4 @@ class TextEncoder:
 
 def get_encoder(name: str, device: str = "cpu", max_length: int = 256, token: str | None = None) -> TextEncoder:
     """One encoder instance per (model, device, max_length), shared across layers and executors."""
-    key = (canonical_name(name), device, max_length)
-    with _CACHE_LOCK:
-        if key not in _CACHE:
-            _CACHE[key] = TextEncoder(name, device=device, max_length=max_length, token=token)
-        return _CACHE[key]
+    return TextEncoder.get(name, device, token, max_length=max_length)

@@ -1,19 +1,15 @@
-"""GLiNER through the ``gliner`` package: offline loading, label embeddings, NER and span linking.
+"""GLiNER through the ``gliner`` package: offline loading, GLiNER's words and windows, label
+embeddings and the model calls that NER (glinker/ner.py) and span linking (glinker/linking/gliner.py) share.
 
 Texts are split into GLiNER's own words once; a text longer than the model window is cut into
 word windows that fit ``max_length`` tokens (and GLiNER's ``max_len`` words), overlapping by at
 least twice the widest span, so no mention is lost to truncation. Offsets always map back to the
-original text.
-
-Linking scores a fixed mention span only against its own candidates: span representations are
-computed for the mention spans alone (for the marker span modes), not for every span of the text.
-Bi-encoders take their label vectors from the KB (``use_precomputed``) or embed them with dynamic
-padding; uni-encoders put a mention's candidates in the prompt, ``max_labels`` at a time.
+original text. ``span_logits`` scores fixed spans only: for the marker span modes, representations
+are computed for those spans alone, not for every span of the text.
 """
 
 from __future__ import annotations
 
-import threading
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,16 +17,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ConfigError, LimitError
-from ..types import Candidate, MentionCandidates
-from .batching import length_batches, model_workers, run_batches
-from .resolve import canonical_name, resolve_model
-from .scorers import candidate_text, candidate_vectors
+from .base import LoadedModel
+from .resolve import ResolvedModel
 
 # span modes whose representation of a span depends on its two ends only (plus the whole text)
 MARKER_SPAN_MODES = ("marker", "markerV0", "markerV1", "markerV2")
-
-_CACHE: dict[tuple[str, str], GlinerModel] = {}
-_CACHE_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -65,37 +56,30 @@ class Row:
     targets: list[tuple[int, np.ndarray, np.ndarray]] = field(default_factory=list)  # mention, positions, label idx
 
 
-class GlinerModel:
+class GlinerModel(LoadedModel):
     """A loaded GLiNER model with the helpers NER and linking share (one per model and device)."""
 
     def __init__(self, name: str, device: str = "cpu", token: str | None = None):
-        import torch
-        from gliner import GLiNER
-
-        resolved = resolve_model(name, token)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            self.model = GLiNER.from_pretrained(
-                resolved.load_target, local_files_only=resolved.path is not None, token=token, map_location=device
-            )
-        self.model.to(device).eval()
-        self.torch = torch
-        self.name = name
-        self.model_id = canonical_name(name)
-        self.device = device
+        super().__init__(name, device, token)
         self.config = self.model.config
         self.is_bi = getattr(self.config, "labels_encoder", None) is not None
         self.tokenizer = self.model.data_processor.transformer_tokenizer
         self.max_width = int(self.config.max_width)
         self.max_words = int(self.config.max_len)
-        self.lock = threading.Lock()  # GLiNER's tokenizers and collators: one thread at a time
-        self.workers = model_workers(device)
         self._collators = {}
         from gliner.modeling.context_encoders import IdentityContextEncoder
 
         context = getattr(getattr(self.model.model, "span_rep_layer", None), "context_encoder", None)
         # these span modes read a span's two end words only: linking projects just those words
         self.ends_only = self.config.span_mode in ("marker", "markerV0") and isinstance(context, IdentityContextEncoder)
+
+    def load(self, resolved: ResolvedModel, token: str | None):
+        from gliner import GLiNER
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return GLiNER.from_pretrained(resolved.load_target, local_files_only=resolved.path is not None,
+                                          token=token, map_location=self.device)
 
     # ------------------------------------------------------------------ words and windows
 
@@ -166,9 +150,10 @@ class GlinerModel:
         lo = min(lo, max(0, hi - self.max_words, int(np.searchsorted(cum, cum[hi] - budget, side="left"))))
         return lo, hi
 
-    def batches(self, rows: Sequence[Row], words: Sequence[Words], size: int) -> list[np.ndarray]:
-        """Row indices in batches of ``size``, similar lengths together (less padding)."""
-        return length_batches([int(words[r.text].cum[r.hi] - words[r.text].cum[r.lo]) + r.prompt for r in rows], size)
+    @staticmethod
+    def row_lengths(rows: Sequence[Row], words: Sequence[Words]) -> list[int]:
+        """Tokens of each row (its window and prompt), for batching rows of similar length."""
+        return [int(words[r.text].cum[r.hi] - words[r.text].cum[r.lo]) + r.prompt for r in rows]
 
     def clip(self, first: int, last: int) -> tuple[int, int]:
         """A span GLiNER can represent: at most ``max_width`` words (the first ones)."""
@@ -195,10 +180,8 @@ class GlinerModel:
             with self.torch.inference_mode():
                 return self.model.model.token_rep_layer.encode_labels(**batch.to(self.device)).float().cpu().numpy()
 
-        batches = length_batches([len(ids) for ids in encoded["input_ids"]], batch_size)
-        for idx, vectors in run_batches(embed, batches, self.workers, progress, desc, "label"):
-            out[idx] = vectors
-        return out
+        return self.gather(out, embed, [len(ids) for ids in encoded["input_ids"]], batch_size, progress=progress,
+                           desc=desc, unit="label")
 
     @property
     def label_dim(self) -> int:
@@ -288,11 +271,7 @@ class GlinerModel:
 
 def get_gliner(name: str, device: str = "cpu", token: str | None = None) -> GlinerModel:
     """One loaded GLiNER per (model, device), shared by every layer and executor."""
-    key = (canonical_name(name), device)
-    with _CACHE_LOCK:
-        if key not in _CACHE:
-            _CACHE[key] = GlinerModel(name, device=device, token=token)
-        return _CACHE[key]
+    return GlinerModel.get(name, device, token)
 
 
 class GlinerLabelEncoder:
@@ -306,229 +285,3 @@ class GlinerLabelEncoder:
     def encode(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False,
                desc: str = "embedding labels") -> np.ndarray:
         return self.gliner.encode_labels(texts, batch_size=batch_size, progress=progress, desc=desc)
-
-
-class GlinerNER:
-    """Zero-shot NER over a batch of texts of any length; spans are ``(start, end, label, score)``."""
-
-    def __init__(self, name: str, labels: Sequence[str], device: str = "cpu", token: str | None = None,
-                 threshold: float = 0.3, flat_ner: bool = True, multi_label: bool = False, batch_size: int = 16,
-                 max_length: int | None = 512, overlap: int = 32, use_precomputed: bool = True):
-        self.gliner = get_gliner(name, device=device, token=token)
-        self.labels = list(dict.fromkeys(labels))
-        self.threshold = threshold
-        self.flat_ner = flat_ner
-        self.multi_label = multi_label
-        self.batch_size = batch_size
-        self.overlap = overlap
-        prompt = self.gliner.prompt_tokens([self.labels])[0]
-        self.budget = self.gliner.text_budget(max_length, prompt, f"{len(self.labels)} labels")
-        self.vectors = None
-        if self.gliner.is_bi and use_precomputed:
-            self.vectors = self.gliner.torch.from_numpy(self.gliner.encode_labels(self.labels)).to(device)
-
-    def predict(self, texts: Sequence[str]) -> list[list[tuple[int, int, str, float]]]:
-        gliner = self.gliner
-        words = gliner.words(texts)
-        rows, owned, windows_of = [], [], []
-        for t, w in enumerate(words):
-            wins = gliner.windows(w, self.budget, self.overlap)
-            windows_of.append(len(wins))
-            for k, (lo, hi) in enumerate(wins):
-                own_lo = 0 if k == 0 else (wins[k - 1][1] + lo) // 2
-                own_hi = len(w) if k == len(wins) - 1 else (hi + wins[k + 1][0]) // 2
-                rows.append(Row(t, lo, hi))
-                owned.append((own_lo, own_hi))
-        found: list[list[tuple[int, int, str, float]]] = [[] for _ in texts]
-
-        def decode(idx: np.ndarray) -> list:
-            batch = gliner.collate([rows[i] for i in idx], words, self.labels, self.vectors is not None)
-            output = gliner.run(batch, self.threshold, self.vectors)
-            return gliner.model.decode_batch(output, batch, threshold=self.threshold, flat_ner=self.flat_ner,
-                                             multi_label=self.multi_label)
-
-        for idx, decoded in run_batches(decode, gliner.batches(rows, words, self.batch_size), gliner.workers):
-            for i, spans in zip(idx, decoded, strict=True):
-                row, (own_lo, own_hi) = rows[i], owned[i]
-                w = words[row.text]
-                for span in spans:
-                    first, last = row.lo + span.start, row.lo + span.end
-                    if own_lo <= first < own_hi:
-                        found[row.text].append(
-                            (int(w.starts[first]), int(w.ends[last]), span.entity_type, float(span.score))
-                        )
-        if self.flat_ner:
-            found = [_non_overlapping(s, self.multi_label) if n > 1 else s for s, n in zip(found, windows_of, strict=True)]
-        # by position, the best label of a span first
-        return [sorted(spans, key=lambda s: (s[0], s[1], -s[3], s[2])) for spans in found]
-
-
-def _non_overlapping(spans: list[tuple[int, int, str, float]], multi_label: bool) -> list[tuple[int, int, str, float]]:
-    """Best-scoring spans that do not overlap (the same span with several labels may stay if ``multi_label``)."""
-    import bisect
-
-    starts: list[int] = []
-    kept: list[tuple[int, int, str, float]] = []
-    for span in sorted(spans, key=lambda s: (-s[3], s[0], s[1], s[2])):
-        start, end = span[0], span[1]
-        pos = bisect.bisect_left(starts, start)
-        neighbours = kept[max(0, pos - 1) : pos + 1]
-        if all(o[1] <= start or end <= o[0] or (multi_label and (o[0], o[1]) == (start, end)) for o in neighbours):
-            starts.insert(pos, start)
-            kept.insert(pos, span)
-    return kept
-
-
-class GlinerLinkScorer:
-    """L3/L4 backend "gliner": each mention span, fixed, scored against its own candidates only."""
-
-    def __init__(self, kb, model_name: str, template: str, device: str = "cpu", max_length: int | None = 512,
-                 batch_size: int = 32, token: str | None = None, max_labels: int | None = None,
-                 use_precomputed: bool = True, cache_embeddings: bool = False):
-        self.kb = kb
-        self.gliner = get_gliner(model_name, device=device, token=token)
-        if self.gliner.config.span_mode == "token_level":
-            raise ConfigError(
-                f"GLiNER model {model_name!r} is token-level; linking scores fixed spans and needs a span model"
-            )
-        self.template = template
-        self.max_length = max_length
-        self.batch_size = batch_size
-        self.max_labels = max_labels
-        self.use_precomputed = use_precomputed
-        self.cache: dict[str, np.ndarray] | None = {} if cache_embeddings else None
-        self.label_encoder = GlinerLabelEncoder(self.gliner) if self.gliner.is_bi else None
-
-    def precompute(self, batch_size: int = 64, progress: bool = False) -> int:
-        """Embed every KB entity with the label encoder (bi-encoders with precomputed embeddings only)."""
-        if self.label_encoder is None or not self.use_precomputed:
-            return 0
-        vectors = self.kb.vectors(self.label_encoder, "labels", self.template, batch_size=batch_size, progress=progress)
-        return len(vectors.matrix)
-
-    def score(self, texts: list[str], groups: list[list[MentionCandidates]]) -> list[list[np.ndarray]]:
-        """Scores in [0, 1] for every candidate of every mention."""
-        out = [[np.zeros(len(g.candidates), dtype=np.float32) for g in per_text] for per_text in groups]
-        if not any(g.candidates for per_text in groups for g in per_text):
-            return out
-        words = self.gliner.words(texts)
-        if self.gliner.is_bi:
-            rows, candidates = self._bi_rows(groups, words)
-        else:
-            rows, candidates = self._uni_rows(groups, words), {}
-        torch = self.gliner.torch
-
-        def probabilities(idx: np.ndarray) -> np.ndarray:
-            batch_rows = [rows[i] for i in idx]
-            vectors, mask = self._row_vectors(batch_rows, candidates) if self.gliner.is_bi else (None, None)
-            return torch.sigmoid(self.gliner.span_logits(batch_rows, words, vectors, mask).float()).cpu().numpy()
-
-        batches = self.gliner.batches(rows, words, self.batch_size)
-        for idx, probs in run_batches(probabilities, batches, self.gliner.workers):
-            for b, row in enumerate(rows[i] for i in idx):
-                for s, (m, positions, labels) in enumerate(row.targets):
-                    out[row.text][m][positions] = probs[b, s, labels]
-        return out
-
-    def _bi_rows(self, groups, words: list[Words]) -> tuple[list[Row], dict[str, Candidate]]:
-        """One row per text window holding mentions; its labels are their candidates (each once)."""
-        gliner = self.gliner
-        budget = gliner.text_budget(self.max_length, 0, "")
-        rows: list[Row] = []
-        candidates: dict[str, Candidate] = {}
-        for t, per_text in enumerate(groups):
-            if not any(g.candidates for g in per_text):
-                continue
-            w = words[t]
-            text_rows = [Row(t, lo, hi) for lo, hi in gliner.windows(w, budget, 2 * gliner.max_width)]
-            label_index: list[dict[str, int]] = [{} for _ in text_rows]
-            for m, g in enumerate(per_text):
-                if not g.candidates:
-                    continue
-                first, last = gliner.clip(*w.word_span(g.mention.start, g.mention.end))
-                k = _best_window(text_rows, first, last)
-                row, index = text_rows[k], label_index[k]
-                last = min(last, row.hi - 1)
-                for c in g.candidates:
-                    if c.entity_id not in index:
-                        index[c.entity_id] = len(row.labels)
-                        row.labels.append(c.entity_id)
-                    candidates.setdefault(c.entity_id, c)
-                row.spans.append((first - row.lo, last - row.lo))
-                row.targets.append((m, np.arange(len(g.candidates)), np.array([index[c.entity_id] for c in g.candidates])))
-            rows += [r for r in text_rows if r.spans]
-        return rows, candidates
-
-    def _uni_rows(self, groups, words: list[Words]) -> list[Row]:
-        """One row per mention and chunk of at most ``max_labels`` of its distinct candidates, in the prompt,
-        with as much text around the mention as fits."""
-        gliner = self.gliner
-        rows: list[Row] = []
-        for t, per_text in enumerate(groups):
-            for m, g in enumerate(per_text):
-                if not g.candidates:
-                    continue
-                first, last = gliner.clip(*words[t].word_span(g.mention.start, g.mention.end))
-                positions: dict[str, list[int]] = {}
-                for p, c in enumerate(g.candidates):
-                    positions.setdefault(c.entity_id, []).append(p)
-                keys = list(positions)
-                size = self.max_labels or len(keys)
-                for lo in range(0, len(keys), size):
-                    chunk = keys[lo : lo + size]
-                    texts = [candidate_text(g.candidates[positions[k][0]], self.template) for k in chunk]
-                    labels = list(dict.fromkeys(texts))
-                    where = np.array([p for k in chunk for p in positions[k]])
-                    label_of = np.array([labels.index(x) for k, x in zip(chunk, texts, strict=True) for _ in positions[k]])
-                    row = Row(t, first, last + 1, labels=labels)
-                    row.spans.append((0, last - first))
-                    row.targets.append((m, where, label_of))
-                    rows.append(row)
-        for row, prompt in zip(rows, gliner.prompt_tokens([r.labels for r in rows]), strict=True):
-            budget = gliner.text_budget(self.max_length, prompt, f"{len(row.labels)} candidates")
-            first, last = row.lo, row.hi - 1
-            row.lo, row.hi = gliner.window_around(words[row.text], first, last, budget)
-            row.prompt = prompt
-            row.spans[0] = (first - row.lo, last - row.lo)
-        return rows
-
-    def _row_vectors(self, rows: list[Row], candidates: dict[str, Candidate]):
-        """Label vectors ``[B, C, D]`` of each row's candidates, and the mask of real labels."""
-        torch = self.gliner.torch
-        keys = list(dict.fromkeys(k for r in rows for k in r.labels))
-        vectors = self._label_vectors([candidates[k] for k in keys])
-        pad = len(keys)
-        position = {k: i for i, k in enumerate(keys)}
-        width = max(len(r.labels) for r in rows)
-        gather = np.full((len(rows), width), pad, dtype=np.int64)
-        for b, r in enumerate(rows):
-            gather[b, : len(r.labels)] = [position[k] for k in r.labels]
-        table = torch.from_numpy(np.vstack([vectors, np.zeros((1, vectors.shape[1]), dtype=np.float32)]))
-        gather_t = torch.from_numpy(gather)
-        return table[gather_t].to(self.gliner.device), (gather_t != pad).to(self.gliner.device)
-
-    def _label_vectors(self, candidates: list[Candidate]) -> np.ndarray:
-        """Precomputed KB vectors (a candidate missing from the KB embedded now), or all embedded now."""
-        if self.use_precomputed:
-            return candidate_vectors(self.kb, self.label_encoder, "labels", self.template, candidates, self._embed)[0]
-        return self._embed([candidate_text(c, self.template) for c in candidates])
-
-    def _embed(self, texts: list[str]) -> np.ndarray:
-        """Label vectors of candidate texts, from and into the cache when ``cache_embeddings``."""
-        if self.cache is None:
-            return self.label_encoder.encode(texts)
-        missing = [x for x in dict.fromkeys(texts) if x not in self.cache]
-        if missing:
-            self.cache.update(zip(missing, self.label_encoder.encode(missing), strict=True))
-        return np.stack([self.cache[x] for x in texts])
-
-
-def _best_window(rows: list[Row], first: int, last: int) -> int:
-    """The window holding words ``first..last`` farthest from its edges (else the one holding ``first``)."""
-    best, margin = None, -1
-    for k, r in enumerate(rows):
-        if r.lo <= first and last < r.hi and min(first - r.lo, r.hi - 1 - last) > margin:
-            best, margin = k, min(first - r.lo, r.hi - 1 - last)
-    if best is None:
-        best = max(k for k, r in enumerate(rows) if r.lo <= first)
-    return best

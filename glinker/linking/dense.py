@@ -17,10 +17,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..kb.hierarchy import ancestor_votes
-from ..linking import context_window
+from ..models.encoder import get_encoder
 from ..types import MentionCandidates
-from .encoder import get_encoder
-from .scorers import candidate_vectors
+from .inputs import candidate_vectors, context_window
 
 
 class DenseScorer:

@@ -1,0 +1,62 @@
+"""The linking backends, one table: a backend name (L3/L4 config ``backend``) -> how to build its scorer.
+
+A scorer gives every candidate of every mention a score in [0, 1] (``score``) and may embed the KB
+ahead of time (``precompute``). Models load when the scorer is built, once per model and device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..types import MentionCandidates
+from .cross_encoder import CrossEncoderScorer
+from .dense import DenseScorer
+from .gliner import GlinerLinkScorer
+
+
+class Scorer(Protocol):
+    def precompute(self, batch_size: int = 64, progress: bool = False) -> int: ...
+
+    def score(self, texts: list[str], groups: list[list[MentionCandidates]]) -> list[list[np.ndarray]]: ...
+
+
+def _token(config) -> str | None:
+    return getattr(config, "token", None) or getattr(config, "huggingface_token", None)
+
+
+def _dense(config, template: str, kb, max_labels: int | None) -> DenseScorer:
+    return DenseScorer(kb, config.model_name, template, device=config.device, max_length=config.max_length or 256,
+                       context_chars=config.context_chars, retrieval_weight=config.retrieval_weight,
+                       batch_size=config.batch_size, hierarchy=config.hierarchy, support_weight=config.support_weight)
+
+
+def _gliner(config, template: str, kb, max_labels: int | None) -> GlinerLinkScorer:
+    return GlinerLinkScorer(kb, config.model_name, template, device=config.device, max_length=config.max_length,
+                            batch_size=config.batch_size, token=_token(config),
+                            max_labels=max_labels or getattr(config, "max_labels", None),
+                            use_precomputed=getattr(config, "use_precomputed_embeddings", True),
+                            cache_embeddings=getattr(config, "cache_embeddings", False))
+
+
+def _cross_encoder(config, template: str, kb, max_labels: int | None) -> CrossEncoderScorer:
+    return CrossEncoderScorer(config.model_name, template, device=config.device, max_length=config.max_length or 512,
+                              batch_size=config.batch_size, token=_token(config),
+                              context_chars=getattr(config, "context_chars", 100))
+
+
+BACKENDS: dict[str, Callable[..., Scorer]] = {
+    "dense": _dense,
+    "gliner": _gliner,
+    "cross_encoder": _cross_encoder,
+}
+
+
+def make_scorer(backend: str, config, template: str, kb, max_labels: int | None = None) -> Scorer:
+    """The scorer of ``backend`` for an L3 or L4 ``config`` (models load here, once)."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown linking backend {backend!r}; expected one of {sorted(BACKENDS)}")
+    return BACKENDS[backend](config, template, kb, max_labels)

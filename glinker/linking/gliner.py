@@ -1,0 +1,171 @@
+"""GLiNER span linking (backend "gliner"): each mention span, fixed, scored against its own candidates.
+
+Span representations are computed for the mention spans alone (glinker/models/gliner.py
+``span_logits``). Bi-encoders take their label vectors from the KB (``use_precomputed``) or embed
+them with dynamic padding; uni-encoders put a mention's candidates in the prompt, ``max_labels`` at
+a time, with as much text around the mention as fits.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..models.gliner import GlinerLabelEncoder, Row, Words, get_gliner
+from ..types import Candidate, MentionCandidates
+from .inputs import candidate_text, candidate_vectors
+
+
+class GlinerLinkScorer:
+    """L3/L4 backend "gliner": each mention span, fixed, scored against its own candidates only."""
+
+    def __init__(self, kb, model_name: str, template: str, device: str = "cpu", max_length: int | None = 512,
+                 batch_size: int = 32, token: str | None = None, max_labels: int | None = None,
+                 use_precomputed: bool = True, cache_embeddings: bool = False):
+        self.kb = kb
+        self.gliner = get_gliner(model_name, device=device, token=token)
+        if self.gliner.config.span_mode == "token_level":
+            raise ConfigError(
+                f"GLiNER model {model_name!r} is token-level; linking scores fixed spans and needs a span model"
+            )
+        self.template = template
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.max_labels = max_labels
+        self.use_precomputed = use_precomputed
+        self.cache: dict[str, np.ndarray] | None = {} if cache_embeddings else None
+        self.label_encoder = GlinerLabelEncoder(self.gliner) if self.gliner.is_bi else None
+
+    def precompute(self, batch_size: int = 64, progress: bool = False) -> int:
+        """Embed every KB entity with the label encoder (bi-encoders with precomputed embeddings only)."""
+        if self.label_encoder is None or not self.use_precomputed:
+            return 0
+        vectors = self.kb.vectors(self.label_encoder, "labels", self.template, batch_size=batch_size, progress=progress)
+        return len(vectors.matrix)
+
+    def score(self, texts: list[str], groups: list[list[MentionCandidates]]) -> list[list[np.ndarray]]:
+        """Scores in [0, 1] for every candidate of every mention."""
+        out = [[np.zeros(len(g.candidates), dtype=np.float32) for g in per_text] for per_text in groups]
+        if not any(g.candidates for per_text in groups for g in per_text):
+            return out
+        words = self.gliner.words(texts)
+        if self.gliner.is_bi:
+            rows, candidates = self._bi_rows(groups, words)
+        else:
+            rows, candidates = self._uni_rows(groups, words), {}
+        lengths = self.gliner.row_lengths(rows, words)
+        batches = self.gliner.batched(lambda idx: self._probabilities([rows[i] for i in idx], words, candidates),
+                                      lengths, self.batch_size)
+        for idx, probs in batches:
+            for b, row in enumerate(rows[i] for i in idx):
+                for s, (m, positions, labels) in enumerate(row.targets):
+                    out[row.text][m][positions] = probs[b, s, labels]
+        return out
+
+    def _probabilities(self, rows: list[Row], words: list[Words], candidates: dict[str, Candidate]) -> np.ndarray:
+        """Probabilities ``[B, S, C]`` of each row's spans against the row's labels."""
+        vectors, mask = self._row_vectors(rows, candidates) if self.gliner.is_bi else (None, None)
+        return self.gliner.torch.sigmoid(self.gliner.span_logits(rows, words, vectors, mask).float()).cpu().numpy()
+
+    def _bi_rows(self, groups, words: list[Words]) -> tuple[list[Row], dict[str, Candidate]]:
+        """One row per text window holding mentions; its labels are their candidates (each once)."""
+        gliner = self.gliner
+        budget = gliner.text_budget(self.max_length, 0, "")
+        rows: list[Row] = []
+        candidates: dict[str, Candidate] = {}
+        for t, per_text in enumerate(groups):
+            if not any(g.candidates for g in per_text):
+                continue
+            w = words[t]
+            text_rows = [Row(t, lo, hi) for lo, hi in gliner.windows(w, budget, 2 * gliner.max_width)]
+            label_index: list[dict[str, int]] = [{} for _ in text_rows]
+            for m, g in enumerate(per_text):
+                if not g.candidates:
+                    continue
+                first, last = gliner.clip(*w.word_span(g.mention.start, g.mention.end))
+                k = _best_window(text_rows, first, last)
+                row, index = text_rows[k], label_index[k]
+                last = min(last, row.hi - 1)
+                for c in g.candidates:
+                    if c.entity_id not in index:
+                        index[c.entity_id] = len(row.labels)
+                        row.labels.append(c.entity_id)
+                    candidates.setdefault(c.entity_id, c)
+                row.spans.append((first - row.lo, last - row.lo))
+                row.targets.append((m, np.arange(len(g.candidates)), np.array([index[c.entity_id] for c in g.candidates])))
+            rows += [r for r in text_rows if r.spans]
+        return rows, candidates
+
+    def _uni_rows(self, groups, words: list[Words]) -> list[Row]:
+        """One row per mention and chunk of at most ``max_labels`` of its distinct candidates, in the prompt,
+        with as much text around the mention as fits."""
+        gliner = self.gliner
+        rows: list[Row] = []
+        for t, per_text in enumerate(groups):
+            for m, g in enumerate(per_text):
+                if not g.candidates:
+                    continue
+                first, last = gliner.clip(*words[t].word_span(g.mention.start, g.mention.end))
+                positions: dict[str, list[int]] = {}
+                for p, c in enumerate(g.candidates):
+                    positions.setdefault(c.entity_id, []).append(p)
+                keys = list(positions)
+                size = self.max_labels or len(keys)
+                for lo in range(0, len(keys), size):
+                    chunk = keys[lo : lo + size]
+                    texts = [candidate_text(g.candidates[positions[k][0]], self.template) for k in chunk]
+                    labels = list(dict.fromkeys(texts))
+                    where = np.array([p for k in chunk for p in positions[k]])
+                    label_of = np.array([labels.index(x) for k, x in zip(chunk, texts, strict=True) for _ in positions[k]])
+                    row = Row(t, first, last + 1, labels=labels)
+                    row.spans.append((0, last - first))
+                    row.targets.append((m, where, label_of))
+                    rows.append(row)
+        for row, prompt in zip(rows, gliner.prompt_tokens([r.labels for r in rows]), strict=True):
+            budget = gliner.text_budget(self.max_length, prompt, f"{len(row.labels)} candidates")
+            first, last = row.lo, row.hi - 1
+            row.lo, row.hi = gliner.window_around(words[row.text], first, last, budget)
+            row.prompt = prompt
+            row.spans[0] = (first - row.lo, last - row.lo)
+        return rows
+
+    def _row_vectors(self, rows: list[Row], candidates: dict[str, Candidate]):
+        """Label vectors ``[B, C, D]`` of each row's candidates, and the mask of real labels."""
+        torch = self.gliner.torch
+        keys = list(dict.fromkeys(k for r in rows for k in r.labels))
+        vectors = self._label_vectors([candidates[k] for k in keys])
+        pad = len(keys)
+        position = {k: i for i, k in enumerate(keys)}
+        width = max(len(r.labels) for r in rows)
+        gather = np.full((len(rows), width), pad, dtype=np.int64)
+        for b, r in enumerate(rows):
+            gather[b, : len(r.labels)] = [position[k] for k in r.labels]
+        table = torch.from_numpy(np.vstack([vectors, np.zeros((1, vectors.shape[1]), dtype=np.float32)]))
+        gather_t = torch.from_numpy(gather)
+        return table[gather_t].to(self.gliner.device), (gather_t != pad).to(self.gliner.device)
+
+    def _label_vectors(self, candidates: list[Candidate]) -> np.ndarray:
+        """Precomputed KB vectors (a candidate missing from the KB embedded now), or all embedded now."""
+        if self.use_precomputed:
+            return candidate_vectors(self.kb, self.label_encoder, "labels", self.template, candidates, self._embed)[0]
+        return self._embed([candidate_text(c, self.template) for c in candidates])
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        """Label vectors of candidate texts, from and into the cache when ``cache_embeddings``."""
+        if self.cache is None:
+            return self.label_encoder.encode(texts)
+        missing = [x for x in dict.fromkeys(texts) if x not in self.cache]
+        if missing:
+            self.cache.update(zip(missing, self.label_encoder.encode(missing), strict=True))
+        return np.stack([self.cache[x] for x in texts])
+
+
+def _best_window(rows: list[Row], first: int, last: int) -> int:
+    """The window holding words ``first..last`` farthest from its edges (else the one holding ``first``)."""
+    best, margin = None, -1
+    for k, r in enumerate(rows):
+        if r.lo <= first and last < r.hi and min(first - r.lo, r.hi - 1 - last) > margin:
+            best, margin = k, min(first - r.lo, r.hi - 1 - last)
+    if best is None:
+        best = max(k for k, r in enumerate(rows) if r.lo <= first)
+    return best

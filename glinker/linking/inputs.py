@@ -1,0 +1,43 @@
+"""What the linking models read: a mention in its context, a candidate as text or as a KB vector."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import numpy as np
+
+from ..templates import render_template
+from ..types import Candidate
+
+
+def context_window(text: str, start: int, end: int, chars: int) -> str:
+    """The mention with up to ``chars`` characters each side, cut at word boundaries."""
+    left = text[max(0, start - chars) : start]
+    right = text[end : end + chars]
+    if start - chars > 0 and " " in left:
+        left = left[left.index(" ") + 1 :]
+    if end + chars < len(text) and " " in right:
+        right = right[: right.rindex(" ")]
+    return f"{left}{text[start:end]}{right}"
+
+
+def candidate_text(candidate: Candidate, template: str) -> str:
+    """A candidate rendered with the schema template, from the same fields as the KB renders its rows."""
+    fields = {f.name: getattr(candidate, f.name) for f in dataclasses.fields(candidate) if f.name != "metadata"}
+    return render_template(template, {**candidate.metadata, **fields})
+
+
+def candidate_vectors(kb, encoder, kind: str, template: str, candidates: list[Candidate],
+                      embed: Callable[[list[str]], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The KB's ``kind`` vectors of the candidates (rows looked up in one pass) and their KB rows; a
+    candidate missing from the KB (row -1) is embedded now by ``embed`` from its own fields."""
+    rows = kb.store.rows_of([c.entity_id for c in candidates])
+    vectors = np.zeros((len(candidates), encoder.dim), dtype=np.float32)
+    known = rows >= 0
+    if known.any():
+        vectors[known] = kb.vectors(encoder, kind, template).matrix[rows[known]]
+    if not known.all():
+        missing = np.flatnonzero(~known)
+        vectors[missing] = embed([candidate_text(candidates[i], template) for i in missing])
+    return vectors, rows
