@@ -132,6 +132,24 @@ def test_dynamic_padding_gives_the_padded_label_vectors(models):
     assert np.abs(ours - padded).max() <= 1e-5
 
 
+def test_models_load_once_per_kind_model_and_options(models, kb):
+    from pathlib import Path
+
+    from glinker.linking.cross_encoder import CrossEncoderScorer
+    from glinker.linking.gliner import GlinerLinkScorer
+    from glinker.models.cross_encoder import get_pair_classifier
+    from glinker.models.encoder import get_encoder
+    from glinker.models.gliner import get_gliner
+
+    ce = CrossEncoderScorer(models["ce"], TEMPLATE).classifier
+    assert CrossEncoderScorer(models["ce"], "{label}", batch_size=3).classifier is ce is get_pair_classifier(models["ce"])
+    assert GlinerLinkScorer(kb, models["bi"], TEMPLATE).gliner is get_gliner(models["bi"])
+    bert = str(Path(models["bi"]).parent / "bert")
+    assert get_encoder(bert, max_length=64) is get_encoder(bert, max_length=64)
+    assert get_encoder(bert, max_length=64) is not get_encoder(bert, max_length=128)
+    assert get_encoder(models["ce"]) is not ce  # the same folder loaded as another kind of model
+
+
 # --------------------------------------------------------------------------- L1
 
 
