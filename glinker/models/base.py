@@ -21,7 +21,7 @@ M = TypeVar("M", bound="LoadedModel")
 T = TypeVar("T")
 
 _CACHE: dict[tuple, Any] = {}
-_CACHE_LOCK = threading.Lock()
+_CACHE_LOCK = threading.RLock()  # a loader may get another model while it loads
 
 
 class LoadedModel:
