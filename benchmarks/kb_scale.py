@@ -68,14 +68,14 @@ def synthetic_vectors(n: int, dim: int, seed: int, dtype: str, chunk: int = 200_
 
 def build(n: int, out: Path, dim: int, index: str, dtype: str) -> dict:
     from glinker.kb import KnowledgeBase
-    from glinker.kb.base import VectorSet
+    from glinker.kb.vectors import VectorSet
 
     started = time.perf_counter()
     kb = KnowledgeBase()
     kb.load({"entity_id": f"E{i:08d}", "label": f"synthetic entity {i}", "entity_type": "thing"} for i in range(n))
     loaded = time.perf_counter()
     matrix, origin = synthetic_vectors(n, dim, seed=0, dtype=dtype)
-    kb.vector_sets[("names", ENCODER_ID, "{label}")] = VectorSet("names", ENCODER_ID, "{label}", matrix)
+    kb.vector_store.sets[("names", ENCODER_ID, "{label}")] = VectorSet("names", ENCODER_ID, "{label}", matrix)
     vectors_made = time.perf_counter()
     kb.vector_index(SyntheticEncoder(dim=dim), "names", index_type=index, progress=False)
     indexed = time.perf_counter()
@@ -99,8 +99,8 @@ def search(out: Path, queries: int, batch: int, k: int, exact_sample: int) -> di
     started = time.perf_counter()
     kb = KnowledgeBase.open(out)
     load_s = time.perf_counter() - started
-    index = kb.faiss_indexes[("names", ENCODER_ID, "{label}")]
-    vectors = kb.vector_sets[("names", ENCODER_ID, "{label}")].matrix
+    index = kb.vector_store.indexes[("names", ENCODER_ID, "{label}")]
+    vectors = kb.vector_store.sets[("names", ENCODER_ID, "{label}")].matrix
     rng = np.random.default_rng(1)
     picks = np.sort(rng.choice(len(vectors), queries, replace=False))
     q = np.asarray(vectors[picks], dtype=np.float32) + 0.02 * rng.standard_normal((queries, vectors.shape[1])).astype(np.float32)

@@ -116,8 +116,8 @@ class CandidateRetriever:
     def _dict_search(self, layer: L2LayerConfig, queries: list[tuple[str, ...]]) -> list[Hits]:
         """Hits of each mention's search strings; every distinct string is looked up once, all at once."""
         index = self.kb.name_index()
-        entity_of = index.a["name_entity"]
-        label_name = self.kb.store.name_start
+        entity_of = index.entities_of
+        label_name = self.kb.store.label_name_rows()
         strings = list(dict.fromkeys(q for per_mention in queries for q in per_mention))
         exact = canonical = similar = {}
         if "exact" in layer.search_mode:
@@ -134,18 +134,18 @@ class CandidateRetriever:
                 if key is None:
                     continue
                 name_rows = index.name_rows(key)
-                for name_row, row in zip(name_rows, entity_of[name_rows], strict=True):
+                for name_row, row in zip(name_rows, entity_of(name_rows), strict=True):
                     hits.add(int(row), EXACT_SCORE)
                     hits.exact.add(int(row))
                     if name_row == label_name[row]:
                         hits.exact_label.add(int(row))
             for q in per_mention:
-                for row in entity_of[canonical.get(q, no_rows)]:
+                for row in entity_of(canonical.get(q, no_rows)):
                     hits.add(int(row), CANONICAL_SCORE)
                     hits.canonical.add(int(row))
             for q in per_mention:
                 for key, score in zip(*similar.get(q, no_keys), strict=True):
-                    for row in entity_of[index.name_rows(int(key))]:
+                    for row in entity_of(index.name_rows(int(key))):
                         hits.add(int(row), float(score))
             out.append(hits)
         return out

@@ -68,10 +68,10 @@ def exercise(kb: KnowledgeBase) -> None:
         names.canonical(query)
     text = "Paris, Texas and the Amazon River (AR), Atlanta in Georgia, New York City"
     assert all(text[m.start : m.end] == m.text for m in Gazetteer(kb).find(text))
-    for key, index in kb.faiss_indexes.items():
+    for key, index in kb.vector_store.indexes.items():
         queries = HashEncoder().encode(["Paris", "Amazon"])
         _, ids = index.search(queries, 5)
-        assert ((ids >= -1) & (ids < len(kb.vector_sets[key].matrix))).all()
+        assert ((ids >= -1) & (ids < len(kb.vector_store.sets[key].matrix))).all()
 
 
 def damage(path: Path, data) -> None:

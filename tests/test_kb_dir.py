@@ -33,10 +33,14 @@ def run(executor, texts=TEXTS):
 
 def test_manifest_describes_the_build(kb_dir):
     m = json.loads((kb_dir / "manifest.json").read_text())
-    assert m["format_version"] == 1 and m["count"] == 49 and m["names"] == 130
+    assert m["format_version"] == 2 and m["count"] == 49 and m["names"] == 130
     assert m["encoder"] == MINILM and m["template"] == "{label}: {description}"
     assert m["dim"] == 384 and m["normalized"] is True and m["index"]["type"] == "flat"
     assert m["index"]["ntotal"] == 130 and m["vectors"]["entities"]["rows"] == 49
+    assert m["name_index"] == {"ngram": 3}
+    for kind, template in (("names", "{label}"), ("entities", "{label}: {description}")):
+        assert m["vectors"][kind]["template"] == template and m["vectors"][kind]["normalized"] is True
+        assert m["vectors"][kind]["max_length"] == 128  # build_kb_dir's encoder limit
     for name, info in m["files"].items():
         assert (kb_dir / name).stat().st_size == info["bytes"] and len(info["sha256"]) == 64
 
@@ -54,7 +58,7 @@ def test_open_round_trip_matches_in_memory(kb_dir, gazetteer_executor):
     from_dir = DAGExecutor(dense_builder("dictionary").build())
     from_dir.load_entities(kb_dir)
     assert len(from_dir.kb) == 49
-    assert memory_mapped(from_dir.kb.vector_sets[("names", MINILM, "{label}")].matrix)
+    assert memory_mapped(from_dir.kb.vector_store.sets[("names", MINILM, "{label}")].matrix)
     assert memory_mapped(from_dir.kb.store.ids.data)
     assert run(from_dir) == run(gazetteer_executor)
 
@@ -134,10 +138,34 @@ def test_newer_format_and_non_kb_dirs_refused(kb_dir, tmp_path):
     manifest = json.loads((newer / "manifest.json").read_text())
     manifest["format_version"] = 99
     (newer / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(KnowledgeBaseError, match=r"format version 99.*up to 1"):
+    with pytest.raises(KnowledgeBaseError, match=r"format version 99.*up to 2"):
         KnowledgeBase.open(newer)
     with pytest.raises(KnowledgeBaseError, match="not a kb_dir"):
         KnowledgeBase.open(tmp_path)
+
+
+def as_format_1(kb_dir):
+    """Rewrite a kb_dir's manifest as format 1 wrote it (no name index parameters, less per kind of vectors)."""
+    manifest = json.loads((kb_dir / "manifest.json").read_text())
+    manifest["format_version"] = 1
+    del manifest["name_index"]
+    for info in manifest["vectors"].values():
+        del info["normalized"], info["max_length"]
+    (kb_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return kb_dir
+
+
+def test_format_1_kb_dirs_still_open(kb_dir, tmp_path, gazetteer_executor):
+    old = as_format_1(copy_dir(kb_dir, tmp_path / "v1"))
+    executor = DAGExecutor(dense_builder("dictionary").build())
+    executor.load_entities(old)
+    assert executor.kb.name_index().ngram == 3
+    assert run(executor) == run(gazetteer_executor)
+    manifest = json.loads((kb_dir / "manifest.json").read_text())
+    del manifest["name_index"]  # format 2 records it: a manifest without it is refused
+    (tmp_path / "v1" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(KnowledgeBaseError, match=r"manifest\.json: key 'name_index' must be \{ngram"):
+        KnowledgeBase.open(tmp_path / "v1")
 
 
 def test_interrupted_build_keeps_previous_index(kb_dir, tmp_path, example_kb_path, monkeypatch):
@@ -170,14 +198,14 @@ def test_incremental_add_extends_faiss_index(kb_dir):
     executor = DAGExecutor(dense_builder("dictionary").build())
     executor.load_entities(kb_dir)
     run(executor)
-    index = executor.kb.faiss_indexes[("names", MINILM, "{label}")]
+    index = executor.kb.vector_store.indexes[("names", MINILM, "{label}")]
     size = index.size
     report = executor.load_entities([{"entity_id": "X1", "label": "Danube", "aliases": ["Donau"],
                                       "description": "River in Central Europe"}])
     assert report.loaded == 1
     links, _ = run(executor, ["The Danube flows through Vienna."])
     assert links == [[("Danube", "X1")]]
-    assert executor.kb.faiss_indexes[("names", MINILM, "{label}")] is index and index.size == size + 2
+    assert executor.kb.vector_store.indexes[("names", MINILM, "{label}")] is index and index.size == size + 2
 
 
 def test_overwrite_retires_old_row(kb_dir):

@@ -80,6 +80,16 @@ def test_similar_many_equals_one_query_at_a_time(example_kb_path, monkeypatch, d
     assert len(one_by_one[1][0]) == len(one_by_one[3][0]) == 0 < len(one_by_one[0][0])
 
 
+def test_name_index_api():
+    kb = kb_of(("A", "alpha", "al"), ("B", "beta"))
+    index = kb.name_index()
+    name_rows = index.name_rows(index.exact("AL"))
+    assert name_rows.tolist() == [1] and index.entities_of(name_rows).tolist() == [0]
+    assert index.entity_rows(index.exact("beta")).tolist() == [1]
+    assert kb.store.label_name_rows().tolist() == [0, 2]  # "alpha" and "beta"; "al" is an alias
+    assert index.params == {"ngram": 3} and not hasattr(index, "a")
+
+
 def test_index_follows_loads():
     kb = kb_of(("A", "alpha"))
     assert kb.name_index().exact("beta") is None

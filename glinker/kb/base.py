@@ -3,15 +3,18 @@
 Layers never build their own copy of the KB: they ask the KnowledgeBase shared by the executor for
 the name index, the entity or name vectors of an encoder, or a FAISS index, and get the cached one
 unless entities were loaded since, in which case only the new rows are embedded and added.
-A KnowledgeBase opened from a kb_dir refuses an encoder or template other than the one it was built
-with, instead of silently mixing vector spaces.
+
+The KB owns its lifecycle: ``load`` (entity rows), ``open`` / ``open_dir`` and ``save_dir`` (a kb_dir,
+see storage.py), ``vectors`` (embedding) and ``compact``. Its encoder is a KB-level setting: a kb_dir
+holds the vectors of one encoder, and layers declare the vector spaces they read
+(``require_vectors``); a kb_dir made with another encoder or template is refused when it is opened,
+or when a layer declares the space, instead of silently mixing vector spaces.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,25 +23,10 @@ import numpy as np
 from ..errors import KnowledgeBaseError
 from .names import NameIndex
 from .reader import OnError
+from .storage import read_manifest, verify_files, write_atomically, write_manifest
 from .store import EntityStore, LoadReport
 from .vector_index import VectorIndex
-
-NAME_TEMPLATE = "{label}"
-
-
-KINDS = ("names", "entities", "labels")
-
-
-@dataclass
-class VectorSet:
-    """Vectors for one encoder: kind "names" has one per name row (label and aliases, unit length, the
-    FAISS retrieval space); "entities" one per entity row made with a template (unit length, dense
-    linking); "labels" one per entity row from a GLiNER bi-encoder's label encoder (used as is)."""
-
-    kind: str
-    encoder_id: str
-    template: str
-    matrix: np.ndarray  # float32 or float16, unit rows
+from .vectors import KINDS, NAME_TEMPLATE, SpaceKey, VectorSet, VectorStore
 
 
 class KnowledgeBase:
@@ -46,10 +34,10 @@ class KnowledgeBase:
         self.store = store or EntityStore()
         self.lock = threading.RLock()
         self._names: tuple[int, NameIndex] | None = None
-        self.vector_sets: dict[tuple[str, str, str], VectorSet] = {}
-        self.faiss_indexes: dict[tuple[str, str, str], VectorIndex] = {}
+        self.vector_store = VectorStore()
         self.manifest: dict[str, Any] | None = None
         self.path: Path | None = None
+        self._required: set[SpaceKey] = set()
 
     def __len__(self) -> int:
         return len(self.store)
@@ -73,26 +61,60 @@ class KnowledgeBase:
         return kb
 
     def open_dir(self, kb_dir: str | Path, verify: str = "full") -> dict[str, Any]:
-        """Replace the contents with a kb_dir built by ``glinker kb build`` (memory-mapped, checked)."""
-        from .storage import load_kb
-
-        return load_kb(self, kb_dir, verify=verify)
+        """Replace the contents with a kb_dir built by ``glinker kb build`` (memory-mapped, checked, nothing
+        re-embedded); returns its manifest. A refused kb_dir leaves the KB as it was."""
+        kb_dir = Path(kb_dir)
+        manifest = read_manifest(kb_dir)
+        name_params = NameIndex.params_of(kb_dir / "manifest.json", manifest)
+        VectorStore.check_manifest(kb_dir / "manifest.json", manifest)
+        verify_files(kb_dir, manifest, EntityStore.files() + NameIndex.files() + VectorStore.files(manifest), verify)
+        deep = verify != "full"
+        store = EntityStore.open(kb_dir, manifest["count"], manifest["names"], utf8=deep)
+        names = NameIndex.open(kb_dir, name_params, len(store.names), len(store.ids), deep)
+        vectors = VectorStore.open(kb_dir, manifest)
+        for space in sorted(self._required):
+            _check_space(manifest, kb_dir, *space)
+        with self.lock:
+            self.store = store
+            self._names = (store.version, names)
+            self.vector_store = vectors
+            self.manifest = manifest
+            self.path = kb_dir
+        return manifest
 
     def save_dir(self, out_dir: str | Path, encoder_id: str | None = None, template: str | None = None,
                  index_type: str = "auto", dtype: str = "float32", build_seconds: float | None = None,
                  progress: bool = False) -> dict[str, Any]:
-        """Write a kb_dir (atomically) with the vectors of ``encoder_id``; returns the manifest."""
-        from .storage import save_kb
+        """Write a kb_dir (atomically, after a :meth:`compact`) with the vectors of ``encoder_id``; returns
+        the manifest."""
+
+        def fill(directory: Path) -> dict[str, Any]:
+            self.compact()
+            files = self.store.save(directory) + self.name_index().save(directory)
+            vector_files, vector_fields = self.vector_store.save(directory, encoder_id, template, index_type, dtype,
+                                                                 progress)
+            fields = {"build_seconds": build_seconds, "count": len(self.store), "names": len(self.store.names),
+                      "name_index": self.name_index().params, **vector_fields}
+            return write_manifest(directory, fields, files + vector_files)
 
         with self.lock:
-            return save_kb(self, out_dir, encoder_id, template, index_type, dtype, build_seconds, progress)
+            return write_atomically(Path(out_dir), fill)
+
+    def compact(self) -> None:
+        """Drop retired rows (overwritten entities) from the store and every vector set, in place."""
+        with self.lock:
+            if self.store.alive.all():
+                return
+            self.store, rows, name_rows = self.store.without_retired()
+            self.vector_store.keep(rows, name_rows)
+            self._names = None
 
     def clear(self) -> None:
+        """Empty the KB (the vector spaces layers required stay required)."""
         with self.lock:
             self.store.clear()
             self._names = None
-            self.vector_sets.clear()
-            self.faiss_indexes.clear()
+            self.vector_store.clear()
             self.manifest = None
             self.path = None
 
@@ -105,23 +127,15 @@ class KnowledgeBase:
                 self._names = (self.store.version, index)
             return self._names[1]
 
-    def check_encoder(self, encoder_id: str, kind: str, template: str) -> None:
-        """Refuse names/entities vectors of another encoder or template than the kb_dir holds for them,
-        rather than silently re-embedding the whole KB in another space."""
-        m = self.manifest
-        if not m or not m.get("encoder") or kind not in m.get("vectors", {}):
-            return
-        if m["encoder"] != encoder_id:
-            raise KnowledgeBaseError(
-                f"{self.path}: the KB vectors were made with encoder {m['encoder']!r}, but the pipeline uses "
-                f"{encoder_id!r}; rebuild with `glinker kb build --encoder {encoder_id}` or configure {m['encoder']!r}"
-            )
-        built = m.get("vectors", {}).get(kind)
-        if kind == "entities" and built and built.get("template") != template:
-            raise KnowledgeBaseError(
-                f"{self.path}: entity vectors were made with template {built.get('template')!r}, but the pipeline "
-                f"uses {template!r}; rebuild with `glinker kb build --template ...` or change the schema template"
-            )
+    def require_vectors(self, encoder_id: str, kind: str, template: str = NAME_TEMPLATE) -> None:
+        """Declare that a layer reads ``kind`` vectors of this encoder and template: refused now if the
+        opened kb_dir holds such vectors in another space, and whenever such a kb_dir is opened later."""
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        space = (kind, encoder_id, NAME_TEMPLATE if kind == "names" else template)
+        with self.lock:
+            _check_space(self.manifest, self.path, *space)
+            self._required.add(space)
 
     def vectors(self, encoder, kind: str, template: str = NAME_TEMPLATE, batch_size: int = 64,
                 progress: bool = False) -> VectorSet:
@@ -129,18 +143,21 @@ class KnowledgeBase:
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
         template = NAME_TEMPLATE if kind == "names" else template
-        self.check_encoder(encoder.model_id, kind, template)
+        _check_space(self.manifest, self.path, kind, encoder.model_id, template)
         key = (kind, encoder.model_id, template)
+        max_length = getattr(encoder, "max_length", None)
         with self.lock:
-            existing = self.vector_sets.get(key)
+            existing = self.vector_store.sets.get(key)
             total = len(self.store.names) if kind == "names" else self.store.num_rows
             done = 0 if existing is None else existing.matrix.shape[0]
             if existing is not None and done == total:
                 return existing
             fresh = self._embed(encoder, kind, template, done, total, batch_size, progress)
-            matrix = fresh if existing is None else np.concatenate([np.asarray(existing.matrix, np.float32), fresh])
-            vector_set = VectorSet(kind, encoder.model_id, template, matrix)
-            self.vector_sets[key] = vector_set
+            if existing is not None:
+                fresh = np.concatenate([np.asarray(existing.matrix, np.float32), fresh])
+                max_length = max_length if existing.max_length == max_length else None
+            vector_set = VectorSet(kind, encoder.model_id, template, fresh, max_length)
+            self.vector_store.sets[key] = vector_set
             return vector_set
 
     def _embed(self, encoder, kind: str, template: str, start: int, stop: int, batch_size: int, progress: bool) -> np.ndarray:
@@ -166,11 +183,22 @@ class KnowledgeBase:
         """FAISS index over ``vectors(encoder, kind, template)``; new rows are added, not rebuilt."""
         with self.lock:
             vectors = self.vectors(encoder, kind, template, batch_size=batch_size, progress=progress)
-            key = (kind, vectors.encoder_id, vectors.template)
-            index = self.faiss_indexes.get(key)
-            if index is None or (index_type != "auto" and index.kind != index_type):
-                index = VectorIndex.build(vectors.matrix, index_type, progress=progress)
-                self.faiss_indexes[key] = index
-            elif index.size < len(vectors.matrix):
-                index.add(vectors.matrix[index.size :])
-            return index
+            return self.vector_store.index_of(vectors, index_type, progress)
+
+
+def _check_space(manifest: dict[str, Any] | None, path: Path | None, kind: str, encoder_id: str, template: str) -> None:
+    """Refuse ``kind`` vectors of another encoder or template than the kb_dir holds for that kind, rather than
+    silently re-embedding the whole KB in another space."""
+    if not manifest or not manifest.get("encoder") or kind not in manifest.get("vectors", {}):
+        return
+    if manifest["encoder"] != encoder_id:
+        raise KnowledgeBaseError(
+            f"{path}: the KB vectors were made with encoder {manifest['encoder']!r}, but the pipeline uses "
+            f"{encoder_id!r}; rebuild with `glinker kb build --encoder {encoder_id}` or configure {manifest['encoder']!r}"
+        )
+    built = manifest["vectors"][kind]
+    if kind == "entities" and built.get("template") != template:
+        raise KnowledgeBaseError(
+            f"{path}: entity vectors were made with template {built.get('template')!r}, but the pipeline "
+            f"uses {template!r}; rebuild with `glinker kb build --template ...` or change the schema template"
+        )

@@ -11,7 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import KnowledgeBaseError
+from .checks import check_offsets, read_file
+
 _P = np.uint64(1_000_003)
+UTF8_BLOCK = 64 * 1024 * 1024  # bytes decoded at once when a column is checked
 
 
 def load_array(path: Path, mmap: bool = True) -> np.ndarray:
@@ -73,15 +77,49 @@ class StringColumn:
     def subset(self, indices: Sequence[int] | np.ndarray) -> StringColumn:
         return StringColumn.from_strings(self.take(indices))
 
+    # ------------------------------------------------------------------ files
+
+    @staticmethod
+    def files(name: str) -> list[str]:
+        """The two files of column ``name``: the bytes and the offsets."""
+        return [f"{name}.data.npy", f"{name}.offsets.npy"]
+
     def save(self, directory: Path, name: str) -> list[Path]:
-        paths = [directory / f"{name}.data.npy", directory / f"{name}.offsets.npy"]
+        paths = [directory / file for file in self.files(name)]
         np.save(paths[0], self.data)
         np.save(paths[1], self.offsets)
         return paths
 
     @classmethod
-    def load(cls, directory: Path, name: str, mmap: bool = True) -> StringColumn:
-        return cls(load_array(directory / f"{name}.data.npy", mmap), load_array(directory / f"{name}.offsets.npy", mmap))
+    def open(cls, directory: Path, name: str, utf8: bool) -> StringColumn:
+        """A saved column, its bytes memory-mapped and its offsets read into memory (they are indexed one
+        scalar at a time), checked: offsets that index the bytes at character boundaries and, with
+        ``utf8``, the bytes decoded once."""
+        data_path, offsets_path = (directory / file for file in cls.files(name))
+        column = cls(read_file(data_path, load_array), read_file(offsets_path, load_array, False))
+        column._check(data_path, offsets_path, utf8)
+        return column
+
+    def _check(self, data_path: Path, offsets_path: Path, utf8: bool) -> None:
+        data, offsets = self.data, self.offsets
+        if data.ndim != 1 or data.dtype != np.uint8:
+            raise KnowledgeBaseError(f"{data_path}: expected bytes (uint8), got {data.dtype} {data.shape}")
+        if offsets.ndim == 1 and len(offsets) and offsets[-1] != len(data):
+            raise KnowledgeBaseError(f"{data_path}: {len(data)} bytes, but {offsets_path} ends at "
+                                     f"{offsets[-1]} (one of them is corrupted)")
+        check_offsets(offsets_path, offsets, len(data), data_path)
+        if not utf8 or not len(data):
+            return
+        starts = offsets[:-1][np.diff(offsets) > 0]
+        cuts = np.unique(np.concatenate([[0], offsets[np.searchsorted(offsets, np.arange(UTF8_BLOCK, offsets[-1], UTF8_BLOCK))],
+                                         [offsets[-1]]]))
+        try:
+            if ((np.asarray(data[starts]) & 0xC0) == 0x80).any():
+                raise UnicodeError("a string starts inside a character")
+            for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
+                np.asarray(data[lo:hi]).tobytes().decode("utf-8")
+        except UnicodeError as exc:
+            raise KnowledgeBaseError(f"{data_path}: not UTF-8 text ({exc}; the file is corrupted)") from None
 
     def hashes(self) -> np.ndarray:
         """A stable 64-bit hash of every string (see :func:`span_hashes`)."""

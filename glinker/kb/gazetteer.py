@@ -62,7 +62,7 @@ class Gazetteer:
     def _accepted(self, surface: str, match: NameMatch) -> str | None:
         """The entity type of the first acceptable entity of a match ("" if untyped), or None to drop it."""
         store = self.kb.store
-        entity_rows = self.kb.name_index().a["name_entity"][match.name_rows]
+        entity_rows = self.kb.name_index().entities_of(match.name_rows)
         ok = [(int(n), int(e)) for n, e in zip(match.name_rows, entity_rows, strict=True)
               if store.alive[e] and (self.entity_types is None or store.types[int(e)] in self.entity_types)]
         names = [store.names[n] for n, _ in ok]

@@ -6,6 +6,10 @@
   arrays; scores accumulated with numpy, no per-name Python loop).
 - ``scan``: every KB name occurring in a text, longest match first (a gazetteer): all token windows
   of the text are hashed at once and looked up in the same sorted hash array.
+
+In a kb_dir the index is the ``names.*`` files: one ``.npy`` per array of ``ARRAYS`` and the column of
+normalised keys (``names.keys.data``/``.offsets``); the manifest's ``name_index`` records the parameters
+they were built with (``ngram``). Normalisation and hashing are fixed by the kb format version.
 """
 
 from __future__ import annotations
@@ -13,12 +17,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from .checks import check_offsets, check_rows, corrupted, is_count, manifest_error, read_file
 from .columns import StringColumn, fixed_span_hashes, load_array, span_hashes, string_hash
 from .normalize import canonical_name, normalize_name, stem, tokens_with_offsets
 
+NGRAM = 3  # characters per n-gram of the fuzzy lookup
+FORMAT1_PARAMS = {"ngram": 3}  # what kb format 1 (which recorded no parameters) was built with
 # similar() sums postings into one array over all keys when they number at least 1/DENSE_POSTINGS of the keys
 DENSE_POSTINGS = 16
 SIMILAR_CHUNK = 64  # texts whose postings similar_many sums together
@@ -52,16 +60,21 @@ class NameMatch:
 
 class NameIndex:
     def __init__(self, arrays: dict[str, np.ndarray], keys: StringColumn, ngram: int):
-        self.a = arrays
-        self.keys = keys
+        self._arrays = arrays
+        self.keys = keys  # the normalised name of every key
         self.ngram = ngram
         self.num_keys = len(keys)
         self.max_tokens = int(arrays["key_tokens"].max()) if self.num_keys else 0
 
+    @property
+    def params(self) -> dict[str, Any]:
+        """What the arrays depend on besides the names (recorded in the manifest)."""
+        return {"ngram": self.ngram}
+
     # ------------------------------------------------------------------ building
 
     @classmethod
-    def build(cls, names: StringColumn, name_entity: np.ndarray, ngram: int = 3) -> NameIndex:
+    def build(cls, names: StringColumn, name_entity: np.ndarray, ngram: int = NGRAM) -> NameIndex:
         normalized = [normalize_name(n) for n in names.tolist()]
         hashes = StringColumn.from_strings(normalized).hashes()
         key_hash, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
@@ -88,34 +101,59 @@ class NameIndex:
         arrays["canon_names"] = np.argsort(canon_inverse, kind="stable").astype(np.int64)
         return cls(arrays, keys, ngram)
 
+    # ------------------------------------------------------------------ kb_dir files
+
+    @staticmethod
+    def files() -> list[str]:
+        """The files :meth:`save` writes."""
+        return [f"names.{name}.npy" for name in ARRAYS] + StringColumn.files("names.keys")
+
     def save(self, directory: Path) -> list[Path]:
         paths = []
         for name in ARRAYS:
-            path = directory / f"names.{name}.npy"
-            np.save(path, self.a[name])
-            paths.append(path)
+            paths.append(directory / f"names.{name}.npy")
+            np.save(paths[-1], self._arrays[name])
         return paths + self.keys.save(directory, "names.keys")
 
+    @staticmethod
+    def params_of(path: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+        """The ``name_index`` parameters of a manifest (format 1 recorded none: see FORMAT1_PARAMS)."""
+        params = manifest.get("name_index", FORMAT1_PARAMS if manifest["format_version"] == 1 else None)
+        if not isinstance(params, dict) or not is_count(params.get("ngram")) or not params["ngram"]:
+            raise manifest_error(path, "name_index", "{ngram: a positive integer}")
+        return params
+
     @classmethod
-    def load(cls, directory: Path, ngram: int) -> NameIndex:
-        arrays = {name: load_array(directory / f"names.{name}.npy") for name in ARRAYS}
-        return cls(arrays, StringColumn.load(directory, "names.keys"), ngram)
+    def open(cls, directory: Path, params: dict[str, Any], num_names: int, num_rows: int, deep: bool) -> NameIndex:
+        """The index saved in ``directory``, memory-mapped and checked against the number of names and entity
+        rows; ``deep``: also scan the n-gram postings and decode the keys (their checksums were not checked)."""
+        arrays = {name: read_file(directory / f"names.{name}.npy", load_array) for name in ARRAYS}
+        _check_arrays(directory, arrays, num_names, num_rows, deep)
+        keys = StringColumn.open(directory, "names.keys", utf8=deep)
+        if len(keys) != len(arrays["key_hash"]):
+            raise corrupted(directory / "names.keys.offsets.npy", f"expected {len(arrays['key_hash'])} keys, "
+                            f"found {len(keys)}", directory / "names.key_hash.npy")
+        return cls(arrays, keys, params["ngram"])
 
     # ------------------------------------------------------------------ lookups
 
     def key_of(self, normalized: str) -> int | None:
         h = np.uint64(string_hash(normalized))
-        i = int(np.searchsorted(self.a["key_hash"], h))
-        if i < self.num_keys and self.a["key_hash"][i] == h and self.keys[i] == normalized:
+        i = int(np.searchsorted(self._arrays["key_hash"], h))
+        if i < self.num_keys and self._arrays["key_hash"][i] == h and self.keys[i] == normalized:
             return i
         return None
 
     def name_rows(self, key: int) -> np.ndarray:
-        lo, hi = self.a["key_name_offsets"][key], self.a["key_name_offsets"][key + 1]
-        return self.a["key_names"][lo:hi]
+        lo, hi = self._arrays["key_name_offsets"][key], self._arrays["key_name_offsets"][key + 1]
+        return self._arrays["key_names"][lo:hi]
 
     def entity_rows(self, key: int) -> np.ndarray:
-        return self.a["name_entity"][self.name_rows(key)]
+        return self.entities_of(self.name_rows(key))
+
+    def entities_of(self, name_rows: np.ndarray) -> np.ndarray:
+        """The entity row of each name row."""
+        return self._arrays["name_entity"][name_rows]
 
     def exact(self, text: str) -> int | None:
         """Key of the KB name equal to ``text`` after normalisation."""
@@ -154,20 +192,20 @@ class NameIndex:
                 hashes.append(h)
                 counts.append(c)
         query, hashes, counts = np.concatenate(query), np.concatenate(hashes), np.concatenate(counts)
-        gram_hash = self.a["gram_hash"]
+        gram_hash = self._arrays["gram_hash"]
         pos = np.clip(np.searchsorted(gram_hash, hashes), 0, max(len(gram_hash) - 1, 0))
         known = gram_hash[pos] == hashes if len(gram_hash) else np.zeros(len(hashes), bool)
         unknown_idf = math.log(self.num_keys + 1) + 1.0
-        weights = (1.0 + np.log(counts)) * np.where(known, self.a["gram_idf"][pos], unknown_idf)
+        weights = (1.0 + np.log(counts)) * np.where(known, self._arrays["gram_idf"][pos], unknown_idf)
         weights /= np.sqrt(np.bincount(query, weights=weights**2, minlength=len(grams)))[query]
         query, pos, weights = query[known], pos[known], weights[known]
-        offsets = self.a["gram_offsets"]
+        offsets = self._arrays["gram_offsets"]
         starts, lengths = offsets[pos], offsets[pos + 1] - offsets[pos]
         total = int(lengths.sum())
         post = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(total)
         owner = np.repeat(query, lengths)
-        post_w = self.a["post_weights"][post] * np.repeat(weights, lengths)
-        cell = owner * self.num_keys + self.a["post_keys"][post]
+        post_w = self._arrays["post_weights"][post] * np.repeat(weights, lengths)
+        cell = owner * self.num_keys + self._arrays["post_keys"][post]
         if total * DENSE_POSTINGS >= len(grams) * self.num_keys:  # long postings: one pass beats a sort
             totals = np.bincount(cell, weights=post_w, minlength=len(grams) * self.num_keys).astype(np.float32)
             cells = np.flatnonzero(totals >= min_similarity)
@@ -187,11 +225,11 @@ class NameIndex:
     def canonical_rows(self, keys: list[str]) -> list[np.ndarray]:
         """Name rows of each canonical key (an empty key or an unknown one gives no rows)."""
         hashes = StringColumn.from_strings(keys).hashes()
-        canon = self.a["canon_hash"]
+        canon = self._arrays["canon_hash"]
         if not len(canon):
             return [np.zeros(0, np.int64) for _ in keys]
         pos = np.clip(np.searchsorted(canon, hashes), 0, len(canon) - 1)
-        offsets, rows = self.a["canon_name_offsets"], self.a["canon_names"]
+        offsets, rows = self._arrays["canon_name_offsets"], self._arrays["canon_names"]
         return [rows[offsets[p] : offsets[p + 1]] if k and canon[p] == h else np.zeros(0, np.int64)
                 for k, h, p in zip(keys, hashes, pos, strict=True)]
 
@@ -213,7 +251,7 @@ class NameIndex:
         valid = last < n_tok
         first, last = first[valid], last[valid]
         hashes = span_hashes(codes, byte_start[first], byte_end[last])
-        key_hash = self.a["key_hash"]
+        key_hash = self._arrays["key_hash"]
         pos = np.clip(np.searchsorted(key_hash, hashes), 0, self.num_keys - 1)
         found = []
         for i in np.flatnonzero(key_hash[pos] == hashes):
@@ -237,6 +275,33 @@ class NameIndex:
                 matches.append(NameMatch(start, end, rows, bool(exact)))
         matches.sort(key=lambda m: m.start)
         return matches
+
+
+def _check_arrays(kb_dir: Path, a: dict[str, np.ndarray], num_names: int, num_rows: int, deep: bool) -> None:
+    """The name index arrays point inside one another, the names and the entity rows. The n-gram postings
+    (memory-mapped, the largest arrays) are scanned only when ``deep`` (their checksums were not checked)."""
+    num_keys = len(a["key_hash"])
+
+    def path(name: str) -> Path:
+        return kb_dir / f"names.{name}.npy"
+
+    names = kb_dir / "entities.names.offsets.npy"
+    check_rows(path("name_entity"), a["name_entity"], num_names, max(num_rows, 1),
+               f"{names} and {kb_dir / 'entities.ids.offsets.npy'}")
+    check_offsets(path("key_name_offsets"), a["key_name_offsets"], len(a["key_names"]), path("key_names"))
+    check_rows(path("key_names"), a["key_names"], num_names, max(num_names, 1), names)
+    check_offsets(path("canon_name_offsets"), a["canon_name_offsets"], len(a["canon_names"]), path("canon_names"))
+    check_rows(path("canon_names"), a["canon_names"], len(a["canon_names"]), max(num_names, 1), names)
+    if deep:
+        check_offsets(path("gram_offsets"), a["gram_offsets"], len(a["post_keys"]), path("post_keys"))
+        check_rows(path("post_keys"), a["post_keys"], len(a["post_keys"]), max(num_keys, 1), path("key_hash"))
+    for name, length, source in (("key_name_offsets", num_keys + 1, "key_hash"), ("key_tokens", num_keys, "key_hash"),
+                                 ("canon_name_offsets", len(a["canon_hash"]) + 1, "canon_hash"),
+                                 ("gram_offsets", len(a["gram_hash"]) + 1, "gram_hash"),
+                                 ("gram_idf", len(a["gram_hash"]), "gram_hash"),
+                                 ("post_weights", len(a["post_keys"]), "post_keys")):
+        if a[name].ndim != 1 or len(a[name]) != length:
+            raise corrupted(path(name), f"expected {length} values, found {a[name].shape}", path(source))
 
 
 def _grams(normalized: str, n: int) -> np.ndarray:

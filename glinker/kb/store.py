@@ -4,6 +4,10 @@ Entities live in a few arrays (ids, names, descriptions, types, popularity, extr
 never as one Python object per entity. Names are the label followed by the aliases of each entity,
 in ``names[name_start[row]:name_start[row + 1]]``. Re-loading an id with ``overwrite=True`` appends
 the new row and retires the old one (``alive``), so indexes can be extended instead of rebuilt.
+
+In a kb_dir the store is the ``entities.*`` files: one pair of ``.data``/``.offsets`` files per string
+column and one ``.npy`` per number column (``name_start``, ``popularity``); retired rows are dropped
+before a save, so every saved row is alive.
 """
 
 from __future__ import annotations
@@ -20,8 +24,12 @@ import orjson
 from ..errors import KnowledgeBaseError, Reject
 from ..templates import render_template
 from ..types import Candidate
-from .columns import StringColumn, string_hash
+from .checks import check_offsets, read_file
+from .columns import StringColumn, load_array, string_hash
 from .reader import EntityRow, OnError, RowError, iter_raw_rows, parse_row
+
+STRING_COLUMNS = ("ids", "names", "descriptions", "types", "extra")
+NUMBER_COLUMNS = ("name_start", "popularity")
 
 
 @dataclass
@@ -152,6 +160,10 @@ class EntityStore:
         """The entity row of every name."""
         return np.repeat(np.arange(self.num_rows, dtype=np.int64), np.diff(self.name_start))
 
+    def label_name_rows(self) -> np.ndarray:
+        """The name row of every entity's label (its first name)."""
+        return self.name_start[:-1]
+
     # ------------------------------------------------------------------ loading
 
     def load(
@@ -218,7 +230,7 @@ class EntityStore:
     def _attach(self, chunks: list[_Chunk], retire: list[int]) -> None:
         first_row = self.num_rows
         self._add_row_vectors(chunks, first_row)
-        for name in ("ids", "names", "descriptions", "types", "extra"):
+        for name in STRING_COLUMNS:
             setattr(self, name, StringColumn.concat_all([getattr(self, name)] + [getattr(c, name) for c in chunks]))
         name_counts = np.concatenate([c.name_counts for c in chunks])
         self.name_start = np.concatenate([self.name_start, self.name_start[-1] + np.cumsum(name_counts)])
@@ -253,6 +265,59 @@ class EntityStore:
     def clear(self) -> None:
         with self.lock:
             self._reset()
+
+    def without_retired(self) -> tuple[EntityStore, np.ndarray, np.ndarray]:
+        """A new store of the live rows only, and the entity rows and name rows it kept."""
+        keep = np.flatnonzero(self.alive)
+        name_keep = (np.concatenate([np.arange(self.name_start[r], self.name_start[r + 1]) for r in keep])
+                     if len(keep) else np.zeros(0, np.int64))
+        fresh = EntityStore()
+        for name in STRING_COLUMNS:
+            setattr(fresh, name, getattr(self, name).subset(name_keep if name == "names" else keep))
+        fresh.name_start = np.concatenate([[0], np.cumsum(np.diff(self.name_start)[keep])]).astype(np.int64)
+        fresh.popularity = np.asarray(self.popularity)[keep]
+        fresh.alive = np.ones(len(keep), dtype=bool)
+        fresh._reindex_ids()
+        return fresh, keep, name_keep
+
+    # ------------------------------------------------------------------ kb_dir files
+
+    @staticmethod
+    def files() -> list[str]:
+        """The files :meth:`save` writes."""
+        strings = [file for name in STRING_COLUMNS for file in StringColumn.files(f"entities.{name}")]
+        return strings + [f"entities.{name}.npy" for name in NUMBER_COLUMNS]
+
+    def save(self, directory: Path) -> list[Path]:
+        """Write the columns (of a store without retired rows: ``alive`` is not saved)."""
+        if not self.alive.all():
+            raise ValueError("save a store without retired rows (EntityStore.without_retired)")
+        paths = [path for name in STRING_COLUMNS for path in getattr(self, name).save(directory, f"entities.{name}")]
+        for name in NUMBER_COLUMNS:
+            paths.append(directory / f"entities.{name}.npy")
+            np.save(paths[-1], np.asarray(getattr(self, name)))
+        return paths
+
+    @classmethod
+    def open(cls, directory: Path, count: int, names: int, utf8: bool) -> EntityStore:
+        """The store saved in ``directory``, strings memory-mapped, checked against the manifest's ``count``
+        of entities and of ``names``; ``utf8``: decode the strings once (their checksums were not checked)."""
+        store = cls()
+        for name in STRING_COLUMNS:
+            setattr(store, name, StringColumn.open(directory, f"entities.{name}", utf8))
+        for name in NUMBER_COLUMNS:  # small per-row arrays, read into memory: they are indexed one scalar at a time
+            setattr(store, name, read_file(directory / f"entities.{name}.npy", load_array, False))
+        store.alive = np.ones(len(store.ids), dtype=bool)
+        for name, key, expected in (("ids", "count", count), ("names", "names", names)):
+            if len(getattr(store, name)) != expected:
+                raise KnowledgeBaseError(f"{directory}/entities.{name}.offsets.npy: {len(getattr(store, name))} "
+                                         f"strings, the manifest says {key} = {expected}")
+        if len(store.popularity) != len(store.ids) or len(store.name_start) != len(store.ids) + 1:
+            raise KnowledgeBaseError(f"{directory}: entities.popularity.npy or entities.name_start.npy has the wrong length")
+        check_offsets(directory / "entities.name_start.npy", store.name_start, len(store.names),
+                      directory / "entities.names.offsets.npy")
+        store._reindex_ids()
+        return store
 
 
 CHUNK_ROWS = 50_000

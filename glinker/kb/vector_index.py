@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+INDEX_TYPES = ("flat", "hnsw", "ivf")
 FLAT_LIMIT = 250_000
 BLOCK_ROWS = 32_768
 
