@@ -55,6 +55,7 @@ class CandidateRetriever:
         self.encoder = None
         if any(layer.type == "faiss" for layer in self.layers):
             self.encoder = get_encoder(emb.model_name, device=emb.device, max_length=emb.max_length)
+            self.kb.require_vectors(self.encoder.model_id, "names")
         self.precompute_on_load = bool(emb and emb.precompute_on_load and self.encoder)
         self.gazetteer = Gazetteer(self.kb)
 

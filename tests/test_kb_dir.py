@@ -88,17 +88,20 @@ def test_encoder_mismatch_refused(kb_dir, tmp_path):
     manifest["encoder"] = "some-org/other-encoder"
     (other / "manifest.json").write_text(json.dumps(manifest))
     executor = DAGExecutor(dense_builder("dictionary").build())
-    executor.load_entities(other)
+    executor.load_entities([{"entity_id": "A", "label": "Amazon"}])
     with pytest.raises(KnowledgeBaseError, match=r"made with encoder 'some-org/other-encoder'.*pipeline uses"):
-        executor.execute({"texts": ["Amazon"]})
+        executor.load_entities(other)  # refused when loaded, not at the first batch
+    assert len(executor.kb) == 1 and executor.kb.path is None  # the KB is as it was
+    opened = KnowledgeBase.open(other)
+    with pytest.raises(KnowledgeBaseError, match=r"made with encoder 'some-org/other-encoder'.*pipeline uses"):
+        DAGExecutor(dense_builder("dictionary").build(), kb=opened)  # or when a layer that reads it is built
 
 
 def test_template_mismatch_refused(kb_dir):
     builder = dense_builder("dictionary").set_schema_template("{label} ({entity_type})")
     executor = DAGExecutor(builder.build())
-    executor.load_entities(kb_dir)
     with pytest.raises(KnowledgeBaseError, match=r"template '\{label\}: \{description\}'.*pipeline uses"):
-        executor.execute({"texts": ["Amazon"]})
+        executor.load_entities(kb_dir)
 
 
 def test_corrupted_and_truncated_files_are_named(kb_dir, tmp_path):

@@ -29,6 +29,7 @@ class DenseScorer:
         self.kb = kb
         self.encoder = get_encoder(model_name, device=device, max_length=min(max_length, 512))
         self.template = template
+        kb.require_vectors(self.encoder.model_id, "entities", template)
         self.context_chars = context_chars
         self.retrieval_weight = retrieval_weight
         self.batch_size = batch_size
