@@ -1,27 +1,59 @@
 """Pydantic models of a pipeline config (the YAML schema).
 
 Every model forbids unknown keys, so a typo such as ``min_confidense`` is an error naming the key
-instead of a silently ignored setting. Keys that glinker 0.1.x configs carry (``ttl``, ``write``,
-``field_mapping`` ...) are accepted so their YAML files load.
+instead of a silently ignored setting. The keys that glinker 0.1.x configs carry and that have no
+effect here are listed once, in :data:`COMPAT_KEYS` and :data:`COMPAT_INPUTS` (README, "Accepted for
+glinker 0.1.x compatibility"): they are accepted so those files load, and dropped before validation.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-SUPPORTED_L2_LAYERS = ("dict", "faiss")
+from . import registry
+
 # Bounds on per-mention and per-text work: more is a ConfigError at load (or a LimitError at run time),
 # not a run that exhausts memory. See docs/reliability.md.
 MAX_CANDIDATES = 1_000
 MAX_LABELS = 1_000
 MAX_MENTIONS_PER_TEXT = 100_000
-UNSUPPORTED_L2_LAYERS = ("redis", "elasticsearch", "postgres")
+
+# Keys of glinker 0.1.x configs accepted without effect, per model: external-store settings of L2
+# layers, options of models this glinker does not have (fuzzy edit distance, GLiNER decoding flags
+# in L3/L4), and sizes it takes from elsewhere (the vector dimension from the encoder, the n-gram
+# size from the KB's name index).
+COMPAT_KEYS: dict[str, tuple[str, ...]] = {
+    "InputSpec": ("default",),
+    "OutputSpec": ("fields",),
+    "L1SpacyConfig": ("device",),
+    "L1DictionaryConfig": ("batch_size",),
+    "FuzzyConfig": ("max_distance", "n_gram_size", "prefix_length"),
+    "EmbeddingConfig": ("dim",),
+    "L2LayerConfig": ("write", "cache_policy", "ttl", "field_mapping", "config"),
+    "L3Config": ("flat_ner", "multi_label"),
+    "L4Config": ("flat_ner", "multi_label"),
+}
+# Inputs that glinker 0.1.x configs wire into a processor that does not read them: accepted (their
+# sources are checked and ordered like any input) and not passed to the layer.
+COMPAT_INPUTS: dict[str, tuple[str, ...]] = {
+    "l3_batch": ("l1_entities",),
+    "l4_reranker": ("l1_entities",),
+}
 
 
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_compat_keys(cls, data: Any) -> Any:
+        ignored = COMPAT_KEYS.get(cls.__name__)
+        if ignored and isinstance(data, Mapping):
+            return {key: value for key, value in data.items() if key not in ignored}
+        return data
 
 
 # --------------------------------------------------------------------------- node wiring
@@ -33,12 +65,10 @@ class InputSpec(StrictModel):
     source: str
     fields: str | None = Field(None, description="attribute path such as 'entities' or 'texts'")
     reduce: Literal["all", "first", "last", "flatten"] = "all"
-    default: Any = None
 
 
 class OutputSpec(StrictModel):
     key: str
-    fields: str | list[str] | None = None
 
 
 class SchemaSpec(StrictModel):
@@ -76,7 +106,6 @@ class _ContextConfig(StrictModel):
 
 class L1SpacyConfig(_ContextConfig):
     model: str = "en_core_web_sm"
-    device: str = "cpu"
     batch_size: int = Field(32, ge=1)
     include_noun_chunks: bool = False
     entity_types: list[str] | None = Field(None, description="keep only these spaCy labels (None = all)")
@@ -106,7 +135,6 @@ class L1DictionaryConfig(_ContextConfig):
     stop_words: list[str] = Field(default_factory=list, description="names never matched (normalised)")
     use_default_stop_words: bool = Field(True, description="skip common English words that are also KB names")
     entity_types: list[str] | None = Field(None, description="match only names of these entity types")
-    batch_size: int = Field(256, ge=1)
     canonical_tokens: int = Field(
         0, ge=0, le=10, description="also match windows of up to this many tokens in canonical form (0: exact only)"
     )
@@ -114,16 +142,12 @@ class L1DictionaryConfig(_ContextConfig):
 
 
 class FuzzyConfig(StrictModel):
-    max_distance: int = 64
     min_similarity: float = Field(0.6, ge=0.0, le=1.0)
-    n_gram_size: int = Field(3, ge=2, le=5)
-    prefix_length: int = 1
 
 
 class EmbeddingConfig(StrictModel):
     enabled: bool = False
     model_name: str | None = None
-    dim: int | None = None
     precompute_on_load: bool = False
     batch_size: int = Field(64, ge=1)
     device: str = "cpu"
@@ -142,24 +166,11 @@ class L2LayerConfig(StrictModel):
     query: Literal["mention", "mention_context"] = Field(
         "mention", description="faiss query: the mention alone, or with 50 characters of context each side"
     )
-    # accepted for glinker 0.1.x configs; no effect on in-process layers
-    write: bool = True
-    cache_policy: str = "always"
-    ttl: int = 0
-    field_mapping: dict[str, str] | None = None
-    config: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("type")
     @classmethod
     def _known_type(cls, value: str) -> str:
-        if value in UNSUPPORTED_L2_LAYERS:
-            raise ValueError(
-                f"L2 layer type {value!r} is not supported by this glinker; use 'dict' and/or 'faiss' "
-                "(in-process, over a KB loaded with load_entities or a kb_dir built by `glinker kb build`)"
-            )
-        if value not in SUPPORTED_L2_LAYERS:
-            raise ValueError(f"unknown L2 layer type {value!r}; expected one of {SUPPORTED_L2_LAYERS}")
-        return value
+        return registry.check_retriever(value)
 
 
 class HierarchyConfig(StrictModel):
@@ -183,14 +194,19 @@ class L2Config(StrictModel):
     abbreviations: bool = Field(True, description="expand abbreviations defined in the same text")
     hierarchy: HierarchyConfig | None = Field(None, description="add shared ancestors of the best candidates")
 
+    @property
+    def encoder(self) -> EmbeddingConfig | None:
+        """The L2 encoder settings, when embeddings are enabled and name a model."""
+        emb = self.embeddings
+        return emb if emb is not None and emb.enabled and emb.model_name else None
+
     @model_validator(mode="after")
-    def _faiss_needs_encoder(self) -> L2Config:
-        if any(layer.type == "faiss" for layer in self.layers) and not (
-            self.embeddings and self.embeddings.enabled and self.embeddings.model_name
-        ):
-            raise ValueError(
-                "a 'faiss' layer needs embeddings: set embeddings: {enabled: true, model_name: ...}"
-            )
+    def _encoder_where_needed(self) -> L2Config:
+        for layer in self.layers:
+            if registry.retriever(layer.type).needs_encoder and self.encoder is None:
+                raise ValueError(
+                    f"a {layer.type!r} layer needs embeddings: set embeddings: {{enabled: true, model_name: ...}}"
+                )
         return self
 
 
@@ -203,8 +219,6 @@ class L3Config(StrictModel):
     huggingface_token: str | None = None
     device: str = "cpu"
     threshold: float = Field(0.5, ge=0.0, le=1.0)
-    flat_ner: bool = True
-    multi_label: bool = False
     # texts (gliner) or pairs/contexts per forward pass; 8 was 32% faster than 32 for GLiNER on CPU
     batch_size: int = Field(8, ge=1)
     use_precomputed_embeddings: bool = True
@@ -235,8 +249,6 @@ class L4Config(StrictModel):
     token: str | None = None
     device: str = "cpu"
     threshold: float = Field(0.5, ge=0.0, le=1.0)
-    flat_ner: bool = True
-    multi_label: bool = False
     max_labels: int = Field(20, ge=1, le=MAX_LABELS)
     max_length: int | None = Field(512, ge=16)
     batch_size: int = Field(8, ge=1)

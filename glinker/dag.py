@@ -12,7 +12,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, is_dataclass
+from dataclasses import is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +21,13 @@ import orjson
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from .config import NodeSpec, PipelineSpec
+from .config import COMPAT_INPUTS, InputSpec, NodeSpec, PipelineSpec
+from .contract import LayerContract, LayerSetup, describe_type, field_type, optional
 from .errors import ConfigError, InputError
-from .inputs import DEFAULT_MAX_TEXT_CHARS, validate_mentions, validate_texts
+from .inputs import DEFAULT_MAX_TEXT_CHARS, ExecuteInput, validate_mentions, validate_texts
 from .kb import KnowledgeBase, LoadReport
-from .registry import load_layer, processor_info
+from .registry import contract, load_layer
 from .templates import parse_template
-from .types import L3Entity, Mention, MentionCandidates
 
 INPUT_SOURCE = "$input"
 
@@ -48,6 +48,7 @@ class DAGPipeline:
         if not isinstance(spec, PipelineSpec):
             spec = self._parse(spec)
         self.spec = spec
+        self.contracts: dict[str, LayerContract] = {}
         self.node_configs: dict[str, BaseModel] = {}
         self.graph = nx.DiGraph()
         self.order: list[str] = []
@@ -114,57 +115,18 @@ class DAGPipeline:
     def node(self, node_id: str) -> NodeSpec:
         return next(n for n in self.spec.nodes if n.id == node_id)
 
+    def nodes_with_output(self, output: type) -> list[NodeSpec]:
+        """The nodes whose processor outputs ``output`` (e.g. ``L0Output``), in config order."""
+        return [n for n in self.spec.nodes if self.contracts[n.id].output is output]
+
     # ------------------------------------------------------------------ validation
 
     def _validate(self) -> None:
         producers: dict[str, str] = {}
         for node in self.spec.nodes:
-            if node.id in self.graph:
-                raise ConfigError(f"duplicate node id {node.id!r}")
-            self.graph.add_node(node.id)
-            if node.output.key in producers or node.output.key == INPUT_SOURCE:
-                raise ConfigError(f"node {node.id!r}: output key {node.output.key!r} is already used")
-            producers[node.output.key] = node.id
-            info = processor_info(node.processor, node.id)
-            try:
-                self.node_configs[node.id] = info.config_model.model_validate(node.config)
-            except ValidationError as exc:
-                raise ConfigError(f"node {node.id!r}: {_pydantic_problems(exc, 'config')}") from None
-            if node.template is not None:
-                try:
-                    parse_template(node.template)
-                except ConfigError as exc:
-                    raise ConfigError(f"node {node.id!r}: key 'schema.template': {exc}") from None
-            for name, spec in node.inputs.items():
-                if spec.fields and any(not _PLAIN_FIELD.fullmatch(part) for part in spec.fields.split(".")):
-                    raise ConfigError(
-                        f"node {node.id!r}: input {name!r}: key 'fields' {spec.fields!r} may only name public "
-                        "fields, such as 'entities' or 'mentions[*].text'"
-                    )
-                if name not in info.inputs:
-                    raise ConfigError(
-                        f"node {node.id!r}: unknown input {name!r} for {node.processor}; "
-                        f"expected {', '.join(info.inputs)}"
-                    )
-            for name in info.required_inputs:
-                if name not in node.inputs:
-                    raise ConfigError(f"node {node.id!r}: missing required input {name!r} for {node.processor}")
+            self._add_node(node, producers)
         for node in self.spec.nodes:
-            for dep in node.requires:
-                if dep not in self.graph:
-                    raise ConfigError(f"node {node.id!r}: key 'requires' names unknown node {dep!r}")
-                self.graph.add_edge(dep, node.id)
-            for name, spec in node.inputs.items():
-                if spec.source == INPUT_SOURCE:
-                    continue
-                if spec.source not in producers:
-                    raise ConfigError(
-                        f"node {node.id!r}: input {name!r} reads source {spec.source!r}, which no node "
-                        f"produces (known: {INPUT_SOURCE}, {', '.join(producers)})"
-                    )
-                if producers[spec.source] == node.id:
-                    raise ConfigError(f"node {node.id!r}: input {name!r} reads the node's own output")
-                self.graph.add_edge(producers[spec.source], node.id)
+            self._connect(node, producers)
         try:
             cycle = nx.find_cycle(self.graph)
         except nx.NetworkXNoCycle:
@@ -174,6 +136,71 @@ class DAGPipeline:
             raise ConfigError(f"the pipeline has a cycle: {path}")
         position = {n.id: i for i, n in enumerate(self.spec.nodes)}
         self.order = list(nx.lexicographical_topological_sort(self.graph, key=position.__getitem__))
+
+    def _add_node(self, node: NodeSpec, producers: dict[str, str]) -> None:
+        """Check one node on its own: id, output key, config, template and input names."""
+        if node.id in self.graph:
+            raise ConfigError(f"duplicate node id {node.id!r}")
+        self.graph.add_node(node.id)
+        if node.output.key in producers or node.output.key == INPUT_SOURCE:
+            raise ConfigError(f"node {node.id!r}: output key {node.output.key!r} is already used")
+        producers[node.output.key] = node.id
+        layer = self.contracts[node.id] = contract(node.processor, node.id)
+        try:
+            self.node_configs[node.id] = layer.config.model_validate(node.config)
+        except ValidationError as exc:
+            raise ConfigError(f"node {node.id!r}: {_pydantic_problems(exc, 'config')}") from None
+        if node.template is not None:
+            try:
+                parse_template(node.template)
+            except ConfigError as exc:
+                raise ConfigError(f"node {node.id!r}: key 'schema.template': {exc}") from None
+        accepted = [*layer.inputs, *COMPAT_INPUTS.get(node.processor, ())]
+        for name, spec in node.inputs.items():
+            if spec.fields and any(not _PLAIN_FIELD.fullmatch(part) for part in spec.fields.split(".")):
+                raise ConfigError(
+                    f"node {node.id!r}: input {name!r}: key 'fields' {spec.fields!r} may only name public "
+                    "fields, such as 'entities' or 'mentions[*].text'"
+                )
+            if name not in accepted:
+                raise ConfigError(
+                    f"node {node.id!r}: unknown input {name!r} for {node.processor}; expected {', '.join(layer.inputs)}"
+                )
+        for name in layer.required_inputs:
+            if name not in node.inputs:
+                raise ConfigError(f"node {node.id!r}: missing required input {name!r} for {node.processor}")
+
+    def _connect(self, node: NodeSpec, producers: dict[str, str]) -> None:
+        """Add the node's edges and check that each input's source holds what the socket takes."""
+        for dep in node.requires:
+            if dep not in self.graph:
+                raise ConfigError(f"node {node.id!r}: key 'requires' names unknown node {dep!r}")
+            self.graph.add_edge(dep, node.id)
+        for name, spec in node.inputs.items():
+            if spec.source == INPUT_SOURCE:
+                self._check_socket(node, name, spec, ExecuteInput)
+                continue
+            if spec.source not in producers:
+                raise ConfigError(
+                    f"node {node.id!r}: input {name!r} reads source {spec.source!r}, which no node "
+                    f"produces (known: {INPUT_SOURCE}, {', '.join(producers)})"
+                )
+            if producers[spec.source] == node.id:
+                raise ConfigError(f"node {node.id!r}: input {name!r} reads the node's own output")
+            self.graph.add_edge(producers[spec.source], node.id)
+            self._check_socket(node, name, spec, self.contracts[producers[spec.source]].output)
+
+    def _check_socket(self, node: NodeSpec, name: str, spec: InputSpec, source_type: type) -> None:
+        """An input whose source or fields hold the wrong type is miswired: say so, naming node and socket."""
+        socket = self.contracts[node.id].inputs.get(name)
+        if socket is None:  # accepted for glinker 0.1.x configs, not passed to the layer
+            return
+        found = field_type(source_type, spec.fields, spec.reduce)
+        where = f"node {node.id!r}: input {name!r} (source {spec.source!r}, fields {spec.fields!r})"
+        if not socket.accepts(found):
+            raise ConfigError(f"{where} must be {socket.describe()}, got {describe_type(found)}")
+        if socket.required and optional(found):
+            raise ConfigError(f"{where} is required, but the source may not hold it (execute without 'entities')")
 
 
 MAX_CONFIG_VALUES = 1_000_000
@@ -301,55 +328,6 @@ def _reduce(value: Any, mode: str) -> Any:
     return flat
 
 
-# What each layer input must hold: per text, a string or a list of these items.
-INPUT_ITEMS: dict[str, type | None] = {
-    "texts": None,
-    "mentions": Mention,
-    "l1_entities": Mention,
-    "candidates": MentionCandidates,
-    "l2_candidates": MentionCandidates,
-    "l3_entities": L3Entity,
-}
-
-
-def _check_input(node: NodeSpec, name: str, value: Any) -> None:
-    """A layer input of the wrong shape means its source or fields are miswired: say so, naming the node."""
-    if value is None and name not in processor_info(node.processor).required_inputs:
-        return
-    item = INPUT_ITEMS[name]
-    found = _misfit(value, item)
-    if found is None:
-        return
-    spec = node.inputs[name]
-    expected = "a list of strings" if item is None else f"a list (one per text) of lists of {item.__name__}"
-    raise ConfigError(
-        f"node {node.id!r}: input {name!r} (source {spec.source!r}, fields {spec.fields!r}) must be {expected}, "
-        f"got {found}"
-    )
-
-
-def _misfit(value: Any, item: type | None) -> str | None:
-    """The first part of ``value`` that does not fit, described, or None."""
-    if not isinstance(value, list):
-        return type(value).__name__
-    for i, per_text in enumerate(value):
-        if not isinstance(per_text, str if item is None else list):
-            return f"{type(per_text).__name__} at [{i}]"
-        if item is not None:
-            for j, x in enumerate(per_text):
-                if not isinstance(x, item):
-                    return f"{type(x).__name__} at [{i}][{j}]"
-    return None
-
-
-@dataclass
-class Runtime:
-    """What layers share: the knowledge base and run options."""
-
-    kb: KnowledgeBase
-    verbose: bool = False
-
-
 class DAGExecutor:
     """Runs a pipeline over batches of texts.
 
@@ -377,13 +355,13 @@ class DAGExecutor:
         self.verbose = verbose
         self.max_text_chars = max_text_chars
         self.kb = kb or KnowledgeBase()
-        self.runtime = Runtime(kb=self.kb, verbose=verbose)
         self._lock = threading.RLock()
         self.processors: dict[str, Any] = {}
         for node_id in self.pipeline.order:
             node = self.pipeline.node(node_id)
             build = load_layer(node.processor)
-            self.processors[node_id] = build(node, self.pipeline.node_configs[node_id], self.runtime)
+            setup = LayerSetup(self.kb, node.template or "{label}")
+            self.processors[node_id] = build(self.pipeline.node_configs[node_id], setup)
 
     @property
     def nodes(self) -> list[NodeSpec]:
@@ -393,22 +371,13 @@ class DAGExecutor:
 
     def execute(self, pipeline_input: Mapping[str, Any]) -> PipeContext:
         """Run every node over the batch ``{"texts": [...], "entities": [[{text,start,end}...]...]}``."""
-        data = self._validated_input(pipeline_input)
-        context = PipeContext(data)
+        context = PipeContext(self._validated_input(pipeline_input))
         with self._lock:
             for node_id in self.pipeline.order:
                 node = self.pipeline.node(node_id)
-                kwargs = {
-                    name: _reduce(_resolve_fields(context.get(spec.source), spec.fields), spec.reduce)
-                    if context.get(spec.source) is not None
-                    else spec.default
-                    for name, spec in node.inputs.items()
-                }
-                for name, value in kwargs.items():
-                    _check_input(node, name, value)
                 started = time.perf_counter()
                 try:
-                    result = self.processors[node_id](**kwargs)
+                    result = self.processors[node_id](**self._inputs(node, context))
                 except Exception as exc:
                     exc.add_note(f"in pipeline node {node_id!r} ({node.processor})")
                     raise
@@ -418,6 +387,15 @@ class DAGExecutor:
                     {"node": node_id, "processor": node.processor, "seconds": time.perf_counter() - started},
                 )
         return context
+
+    def _inputs(self, node: NodeSpec, context: PipeContext) -> dict[str, Any]:
+        """The values of the node's inputs (those its layer takes), resolved from the context."""
+        sockets = self.pipeline.contracts[node.id].inputs
+        return {
+            name: _reduce(_resolve_fields(context.get(spec.source), spec.fields), spec.reduce)
+            for name, spec in node.inputs.items()
+            if name in sockets
+        }
 
     def _validated_input(self, pipeline_input: Any) -> dict[str, Any]:
         if not isinstance(pipeline_input, Mapping):
@@ -453,8 +431,9 @@ class DAGExecutor:
                 report = LoadReport(loaded=len(self.kb))
             else:
                 report = self.kb.load(source, overwrite=overwrite, on_error=on_error, rejects_path=rejects_path)
-            for processor in self.processors.values():
-                if getattr(processor, "precompute_on_load", False):
+            for node_id, processor in self.processors.items():
+                on_load = self.pipeline.contracts[node_id].precompute_on_load
+                if on_load is not None and on_load(self.pipeline.node_configs[node_id]):
                     processor.precompute(batch_size=64, progress=self.verbose)
             return report
 
@@ -463,7 +442,7 @@ class DAGExecutor:
         done = {}
         with self._lock:
             for node_id, processor in self.processors.items():
-                if hasattr(processor, "precompute"):
+                if self.pipeline.contracts[node_id].precompute:
                     done[node_id] = processor.precompute(batch_size=batch_size, progress=self.verbose)
         return done
 
@@ -471,9 +450,9 @@ class DAGExecutor:
         """Entities visible to each L2 layer type (they share one KB)."""
         counts = {}
         for node in self.nodes:
-            if node.processor == "l2_chain":
-                for layer in self.pipeline.node_configs[node.id].layers:
-                    counts[layer.type] = len(self.kb)
+            kb_layers = self.pipeline.contracts[node.id].kb_layers
+            for name in kb_layers(self.pipeline.node_configs[node.id]) if kb_layers else ():
+                counts[name] = len(self.kb)
         return counts or {"kb": len(self.kb)}
 
     def clear_databases(self) -> None:

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import InputError, LimitError
 from .types import Mention
 
 DEFAULT_MAX_TEXT_CHARS = 5_000_000
+
+
+@dataclass
+class ExecuteInput:
+    """What ``execute`` reads from its input, as a config's ``$input`` source sees it."""
+
+    texts: list[str]
+    entities: list[list[Mention]] | None = None
 
 
 def validate_texts(texts: Any, max_chars: int = DEFAULT_MAX_TEXT_CHARS) -> list[str]:

@@ -1,65 +1,71 @@
-"""Processor names usable in a config, mapped to modules of this project only.
+"""Names a config may use, mapped to modules of this project only.
 
-A config names a processor; it can never make glinker import an arbitrary module. Layer modules are
-imported on first use, so ``import glinker`` stays light.
+A config names a processor or an L2 retriever; it can never make glinker import an arbitrary module.
+Everything else about a processor is in its module's ``CONTRACT`` (see :mod:`glinker.contract`);
+modules are imported on first use, so ``import glinker`` stays light.
 """
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
 
-from pydantic import BaseModel
-
-from .config import (
-    L0Config,
-    L1DictionaryConfig,
-    L1GlinerConfig,
-    L1SpacyConfig,
-    L2Config,
-    L3Config,
-    L4Config,
-)
+from .contract import LayerContract
 from .errors import ConfigError
 
-
-@dataclass(frozen=True)
-class ProcessorInfo:
-    module: str
-    config_model: type[BaseModel]
-    required_inputs: tuple[str, ...]
-    optional_inputs: tuple[str, ...] = ()
-
-    @property
-    def inputs(self) -> tuple[str, ...]:
-        return self.required_inputs + self.optional_inputs
-
-
-PROCESSORS: dict[str, ProcessorInfo] = {
-    "l1_spacy": ProcessorInfo("layers.l1_spacy", L1SpacyConfig, ("texts",)),
-    "l1_gliner": ProcessorInfo("layers.l1_gliner", L1GlinerConfig, ("texts",)),
-    "l1_dictionary": ProcessorInfo("layers.l1_dictionary", L1DictionaryConfig, ("texts",)),
-    "l2_chain": ProcessorInfo("layers.l2_chain", L2Config, (), ("mentions", "texts")),
-    "l3_batch": ProcessorInfo("layers.l3_batch", L3Config, ("texts", "candidates"), ("l1_entities",)),
-    "l4_reranker": ProcessorInfo(
-        "layers.l4_reranker", L4Config, ("texts", "candidates"), ("l1_entities", "l3_entities")
-    ),
-    "l0_aggregator": ProcessorInfo(
-        "layers.l0_aggregator", L0Config, ("l2_candidates",), ("l1_entities", "l3_entities", "texts")
-    ),
+PROCESSORS: dict[str, str] = {
+    "l1_spacy": "layers.l1_spacy",
+    "l1_gliner": "layers.l1_gliner",
+    "l1_dictionary": "layers.l1_dictionary",
+    "l2_chain": "layers.l2_chain",
+    "l3_batch": "layers.l3_batch",
+    "l4_reranker": "layers.l4_reranker",
+    "l0_aggregator": "layers.l0_aggregator",
 }
 
+# L2 layer ``type`` -> the module whose ``RETRIEVER`` class searches the KB for that layer
+RETRIEVERS: dict[str, str] = {
+    "dict": "glinker.retrievers.names",
+    "faiss": "glinker.retrievers.vectors",
+}
+# L2 layer types of glinker 0.1.x backed by external stores: refused with a message saying what to use
+UNSUPPORTED_RETRIEVERS = ("redis", "elasticsearch", "postgres")
 
-def processor_info(name: str, node_id: str = "?") -> ProcessorInfo:
-    try:
-        return PROCESSORS[name]
-    except KeyError:
+
+def contract(processor: str, node_id: str = "?") -> LayerContract:
+    return _module(processor, node_id).CONTRACT
+
+
+def load_layer(processor: str):
+    """The ``build(config, setup)`` function of a processor."""
+    return _module(processor).build
+
+
+def processors_with_output(output: type) -> list[str]:
+    """Names of the processors whose output is ``output`` (for messages that suggest one)."""
+    return [name for name in PROCESSORS if contract(name).output is output]
+
+
+def retriever(layer_type: str) -> type:
+    """The retriever class of an L2 layer type (a ValueError naming the known types otherwise)."""
+    check_retriever(layer_type)
+    return importlib.import_module(RETRIEVERS[layer_type]).RETRIEVER
+
+
+def check_retriever(layer_type: str) -> str:
+    if layer_type in UNSUPPORTED_RETRIEVERS:
+        raise ValueError(
+            f"L2 layer type {layer_type!r} is not supported by this glinker; use "
+            f"{' and/or '.join(map(repr, RETRIEVERS))} (in-process, over a KB loaded with load_entities or a "
+            "kb_dir built by `glinker kb build`)"
+        )
+    if layer_type not in RETRIEVERS:
+        raise ValueError(f"unknown L2 layer type {layer_type!r}; expected one of {tuple(RETRIEVERS)}")
+    return layer_type
+
+
+def _module(processor: str, node_id: str = "?"):
+    if processor not in PROCESSORS:
         raise ConfigError(
-            f"node {node_id!r}: unknown processor {name!r}; known processors: {', '.join(PROCESSORS)}"
-        ) from None
-
-
-def load_layer(name: str):
-    """Import the layer module of processor ``name`` and return its ``build`` function."""
-    module = importlib.import_module(processor_info(name).module)
-    return module.build
+            f"node {node_id!r}: unknown processor {processor!r}; known processors: {', '.join(PROCESSORS)}"
+        )
+    return importlib.import_module(PROCESSORS[processor])

@@ -7,7 +7,8 @@ match no mention are reported as well.
 
 from __future__ import annotations
 
-from glinker.config import L0Config, NodeSpec
+from glinker.config import L0Config
+from glinker.contract import LayerContract, LayerSetup, Socket
 from glinker.errors import InputError
 from glinker.types import L0Entity, L0Output, L3Entity, LinkedEntity, Mention, MentionCandidates
 
@@ -128,5 +129,17 @@ def _check_spans(name: str, per_text: list[list], texts: list[str] | None) -> No
                 raise InputError(f"l0_aggregator: {name}[{t}][{j}]: {surface!r} does not fit span {start}:{end}")
 
 
-def build(node: NodeSpec, config: L0Config, runtime) -> Aggregator:
+CONTRACT = LayerContract(
+    config=L0Config,
+    inputs={
+        "l2_candidates": Socket(MentionCandidates),
+        "l3_entities": Socket(L3Entity, required=False),
+        "l1_entities": Socket(Mention, required=False),
+        "texts": Socket(required=False),
+    },
+    output=L0Output,
+)
+
+
+def build(config: L0Config, setup: LayerSetup) -> Aggregator:
     return Aggregator(config)

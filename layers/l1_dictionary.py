@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from glinker.config import L1DictionaryConfig, NodeSpec
+from glinker.config import L1DictionaryConfig
+from glinker.contract import LayerContract, LayerSetup, Socket
 from glinker.kb.gazetteer import Gazetteer
 from glinker.types import L1Output
 
 
 class DictionaryMentions:
-    def __init__(self, config: L1DictionaryConfig, runtime):
+    def __init__(self, config: L1DictionaryConfig, setup: LayerSetup):
         self.config = config
         self.gazetteer = Gazetteer(
-            runtime.kb,
+            setup.kb,
             min_chars=config.min_entity_length,
             stop_words=config.stop_words,
             use_default_stop_words=config.use_default_stop_words,
@@ -25,5 +26,8 @@ class DictionaryMentions:
         return L1Output([self.gazetteer.find(t, c.max_left_context, c.max_right_context) for t in texts])
 
 
-def build(node: NodeSpec, config: L1DictionaryConfig, runtime) -> DictionaryMentions:
-    return DictionaryMentions(config, runtime)
+CONTRACT = LayerContract(config=L1DictionaryConfig, inputs={"texts": Socket()}, output=L1Output)
+
+
+def build(config: L1DictionaryConfig, setup: LayerSetup) -> DictionaryMentions:
+    return DictionaryMentions(config, setup)

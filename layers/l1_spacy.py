@@ -6,7 +6,8 @@ at paragraph/sentence boundaries and their offsets mapped back.
 
 from __future__ import annotations
 
-from glinker.config import L1SpacyConfig, NodeSpec
+from glinker.config import L1SpacyConfig
+from glinker.contract import LayerContract, LayerSetup, Socket
 from glinker.models.resolve import load_spacy
 from glinker.text import char_windows
 from glinker.types import L1Output, Mention
@@ -52,5 +53,8 @@ class SpacyMentions:
         return L1Output([clean_mentions(m, self.config.min_entity_length) for m in found])
 
 
-def build(node: NodeSpec, config: L1SpacyConfig, runtime) -> SpacyMentions:
+CONTRACT = LayerContract(config=L1SpacyConfig, inputs={"texts": Socket()}, output=L1Output)
+
+
+def build(config: L1SpacyConfig, setup: LayerSetup) -> SpacyMentions:
     return SpacyMentions(config)

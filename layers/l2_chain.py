@@ -1,62 +1,35 @@
-"""L2 candidate retrieval: name lookup (``dict``) and dense vectors (``faiss``), fused.
+"""L2 candidate retrieval: every configured retriever searches the whole batch, and their hits are fused.
 
-For a batch, every mention is looked up in each layer: the dict layer by exact normalised name and
-character n-gram similarity, the faiss layer by one encoder call and one FAISS search for all
-mentions. Abbreviations defined in the same text ("Duchenne muscular dystrophy (DMD)") are searched
-by their long form too. Candidates are fused by reciprocal rank (exact name hits first), deduplicated
-by entity, and cut to ``max_candidates``; each carries its best similarity and the layers that found it.
-Without mentions, every KB name found in the text is a mention (the KB gazetteer).
+Retrievers (``dict``: names; ``faiss``: name vectors; see glinker/retrievers) are chosen by the
+layers' ``type``. Abbreviations defined in the same text ("Duchenne muscular dystrophy (DMD)") are
+searched by their long form too. Candidates are fused by reciprocal rank (exact name hits first),
+deduplicated by entity, and cut to ``max_candidates``; each carries its best similarity and the
+layers that found it. Without mentions, every KB name found in the text is a mention (the KB gazetteer).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from glinker.config import L2Config, L2LayerConfig, NodeSpec
+from glinker.config import L2Config
+from glinker.contract import LayerContract, LayerSetup, Socket
 from glinker.errors import InputError, LimitError
 from glinker.kb.gazetteer import Gazetteer
 from glinker.kb.hierarchy import ancestor_votes
-from glinker.linking import context_window
-from glinker.models.encoder import get_encoder
+from glinker.registry import retriever
+from glinker.retrievers import Hits, Query
 from glinker.text import abbreviations
 from glinker.types import L2Output, Mention, MentionCandidates
 
-EXACT_SCORE = 1.0
-CONTEXT_CHARS = 50
-CANONICAL_SCORE = 0.95
-
-
-@dataclass
-class Hits:
-    """What one layer found for one mention: entity row -> (rank, similarity)."""
-
-    found: dict[int, tuple[int, float]] = field(default_factory=dict)
-    exact: set[int] = field(default_factory=set)
-    exact_label: set[int] = field(default_factory=set)
-    canonical: set[int] = field(default_factory=set)
-
-    def add(self, row: int, score: float) -> None:
-        best = self.found.get(row)
-        if best is None:
-            self.found[row] = (len(self.found), score)
-        elif score > best[1]:
-            self.found[row] = (best[0], score)
-
 
 class CandidateRetriever:
-    def __init__(self, node: NodeSpec, config: L2Config, runtime):
+    def __init__(self, config: L2Config, setup: LayerSetup):
         self.config = config
-        self.kb = runtime.kb
-        self.layers = sorted(config.layers, key=lambda layer: -layer.priority)
-        emb = config.embeddings
-        self.encoder = None
-        if any(layer.type == "faiss" for layer in self.layers):
-            self.encoder = get_encoder(emb.model_name, device=emb.device, max_length=emb.max_length)
-            self.kb.require_vectors(self.encoder.model_id, "names")
-        self.precompute_on_load = bool(emb and emb.precompute_on_load and self.encoder)
+        self.kb = setup.kb
+        layers = sorted(config.layers, key=lambda layer: -layer.priority)
+        self.retrievers = [retriever(layer.type)(layer, config, self.kb) for layer in layers]
         self.gazetteer = Gazetteer(self.kb)
 
     # ------------------------------------------------------------------ batch entry point
@@ -73,101 +46,22 @@ class CandidateRetriever:
             if len(per_text) > limit:
                 raise LimitError(f"l2_chain: text {t} has {len(per_text):,} mentions, more than "
                                  f"max_mentions_per_text={limit:,}; split the document or raise the limit")
-        flat = [m for per_text in mentions for m in per_text]
         queries = self._queries(mentions, texts)
-        contexts = None
-        if texts is not None and any(layer.query == "mention_context" for layer in self.layers):
-            contexts = [context_window(texts[t], m.start, m.end, CONTEXT_CHARS)
-                        for t, per_text in enumerate(mentions) for m in per_text]
-        per_layer = [self._search(layer, queries, contexts) for layer in self.layers]
-        ranked = [self._fuse([hits[i] for hits in per_layer]) for i in range(len(flat))]
-        out, i = [], 0
-        for per_text in mentions:
-            group = []
-            for mention in per_text:
-                group.append(MentionCandidates(mention, ranked[i]))
-                i += 1
-            out.append(group)
-        return L2Output(out)
+        per_retriever = [r.search(queries) for r in self.retrievers]
+        ranked = iter([self._fuse([hits[i] for hits in per_retriever]) for i in range(len(queries))])
+        return L2Output([[MentionCandidates(m, next(ranked)) for m in per_text] for per_text in mentions])
 
-    def _queries(self, mentions: list[list[Mention]], texts: list[str] | None) -> list[list[str]]:
+    def _queries(self, mentions: list[list[Mention]], texts: list[str] | None) -> list[Query]:
         """Search strings per mention: its text, plus the long form of an abbreviation defined in the text."""
         queries = []
         for t, per_text in enumerate(mentions):
             defined = abbreviations(texts[t]) if (self.config.abbreviations and texts) else {}
+            text = texts[t] if texts is not None else None
             for mention in per_text:
-                q = [mention.text]
                 long_form = defined.get(mention.text.strip())
-                if long_form:
-                    q.append(long_form)
-                queries.append(q)
+                strings = (mention.text, long_form) if long_form else (mention.text,)
+                queries.append(Query(strings, text, mention.start, mention.end))
         return queries
-
-    # ------------------------------------------------------------------ layers
-
-    def _search(self, layer: L2LayerConfig, queries: list[list[str]], contexts: list[str] | None) -> list[Hits]:
-        if layer.type == "dict":  # a name repeated in the batch is looked up once (its Hits are only read)
-            distinct = list(dict.fromkeys(map(tuple, queries)))
-            found = dict(zip(distinct, self._dict_search(layer, distinct), strict=True))
-            return [found[tuple(q)] for q in queries]
-        if layer.query == "mention_context" and contexts is not None:
-            queries = [[c, *q[1:]] for c, q in zip(contexts, queries, strict=True)]
-        return self._faiss_search(layer, queries)
-
-    def _dict_search(self, layer: L2LayerConfig, queries: list[tuple[str, ...]]) -> list[Hits]:
-        """Hits of each mention's search strings; every distinct string is looked up once, all at once."""
-        index = self.kb.name_index()
-        entity_of = index.entities_of
-        label_name = self.kb.store.label_name_rows()
-        strings = list(dict.fromkeys(q for per_mention in queries for q in per_mention))
-        exact = canonical = similar = {}
-        if "exact" in layer.search_mode:
-            exact = {q: index.exact(q) for q in strings}
-            canonical = dict(zip(strings, index.canonical_many(strings), strict=True))
-        if "fuzzy" in layer.search_mode and layer.fuzzy is not None:
-            k = self.config.max_candidates * 3
-            similar = dict(zip(strings, index.similar_many(strings, k, layer.fuzzy.min_similarity), strict=True))
-        no_rows, no_keys = np.zeros(0, np.int64), (np.zeros(0, np.int64), np.zeros(0, np.float32))
-        out = []
-        for per_mention in queries:
-            hits = Hits()
-            for key in (exact.get(q) for q in per_mention):
-                if key is None:
-                    continue
-                name_rows = index.name_rows(key)
-                for name_row, row in zip(name_rows, entity_of(name_rows), strict=True):
-                    hits.add(int(row), EXACT_SCORE)
-                    hits.exact.add(int(row))
-                    if name_row == label_name[row]:
-                        hits.exact_label.add(int(row))
-            for q in per_mention:
-                for row in entity_of(canonical.get(q, no_rows)):
-                    hits.add(int(row), CANONICAL_SCORE)
-                    hits.canonical.add(int(row))
-            for q in per_mention:
-                for key, score in zip(*similar.get(q, no_keys), strict=True):
-                    for row in entity_of(index.name_rows(int(key))):
-                        hits.add(int(row), float(score))
-            out.append(hits)
-        return out
-
-    def _faiss_search(self, layer: L2LayerConfig, queries: list[list[str]]) -> list[Hits]:
-        owners = [i for i, q in enumerate(queries) for _ in q]
-        flat_queries = [s for q in queries for s in q]
-        results = [Hits() for _ in queries]
-        if not flat_queries:
-            return results
-        emb = self.config.embeddings
-        index = self.kb.vector_index(self.encoder, "names", index_type=layer.index, batch_size=emb.batch_size)
-        vectors = self.encoder.encode(flat_queries, batch_size=emb.batch_size)
-        scores, name_rows = index.search(vectors, layer.top_k * 3)
-        entity_of = self.kb.store.name_entity_rows()
-        for owner, row_scores, row_ids in zip(owners, scores, name_rows, strict=True):
-            hits = results[owner]
-            for score, name_row in zip(row_scores, row_ids, strict=True):
-                if name_row >= 0 and len(hits.found) < layer.top_k * len(queries[owner]):
-                    hits.add(int(entity_of[name_row]), min(float(score), 1.0))
-        return results
 
     # ------------------------------------------------------------------ fusion
 
@@ -183,14 +77,14 @@ class CandidateRetriever:
         exact = set().union(*(hits.exact for hits in layer_hits))
         exact_label = set().union(*(hits.exact_label for hits in layer_hits))
         canonical = set().union(*(hits.canonical for hits in layer_hits))
-        for layer, hits in zip(self.layers, layer_hits, strict=True):
+        for found_by, hits in zip(self.retrievers, layer_hits, strict=True):
             for row, (rank, score) in hits.found.items():
                 if not store.alive[row] or store.popularity[row] < self.config.min_popularity:
                     continue
                 fused[row] += 1.0 / (k + rank + 1)
                 best[row] = max(best[row], score)
-                if layer.type not in sources[row]:
-                    sources[row].append(layer.type)
+                if found_by.layer.type not in sources[row]:
+                    sources[row].append(found_by.layer.type)
         if not fused:
             return []
         rows = np.fromiter(fused, dtype=np.int64, count=len(fused))
@@ -230,13 +124,28 @@ class CandidateRetriever:
     # ------------------------------------------------------------------ precompute
 
     def precompute(self, batch_size: int = 64, progress: bool = False) -> int:
-        """Embed every KB name and build the FAISS index now instead of at the first batch."""
-        if self.encoder is None:
-            return 0
-        layer = next(layer for layer in self.layers if layer.type == "faiss")
-        return self.kb.vector_index(self.encoder, "names", index_type=layer.index, batch_size=batch_size,
-                                    progress=progress).size
+        """Build every retriever's vectors and index now instead of at the first batch; returns the
+        size of the largest index."""
+        return max((r.precompute(batch_size, progress) for r in self.retrievers), default=0)
 
 
-def build(node: NodeSpec, config: L2Config, runtime) -> CandidateRetriever:
-    return CandidateRetriever(node, config, runtime)
+def _kb_layers(config: L2Config) -> list[str]:
+    return [layer.type for layer in config.layers]
+
+
+def _precompute_on_load(config: L2Config) -> bool:
+    return bool(config.encoder and config.encoder.precompute_on_load)
+
+
+CONTRACT = LayerContract(
+    config=L2Config,
+    inputs={"mentions": Socket(Mention, required=False), "texts": Socket(required=False)},
+    output=L2Output,
+    precompute=True,
+    precompute_on_load=_precompute_on_load,
+    kb_layers=_kb_layers,
+)
+
+
+def build(config: L2Config, setup: LayerSetup) -> CandidateRetriever:
+    return CandidateRetriever(config, setup)

@@ -199,19 +199,20 @@ def test_input_fields_cannot_reach_into_python_objects(fields):
     ("node", "name", "spec", "message"),
     [
         (1, "mentions", {"source": "$input", "fields": "texts"}, r"node 'l2': input 'mentions' \(source '\$input', "
-         r"fields 'texts'\) must be a list \(one per text\) of lists of Mention, got str at \[0\]"),
+         r"fields 'texts'\) must be a list \(one per text\) of lists of Mention, got list\[str\]$"),
         (1, "mentions", {"source": "l1_result", "fields": "entities", "reduce": "flatten"},
-         r"node 'l2': input 'mentions' .* got Mention at \[0\]"),
-        (2, "l2_candidates", {"source": "l2_result", "fields": "nothing"}, r"node 'l0': .* got NoneType"),
-        (2, "l1_entities", {"source": "l2_result", "fields": "candidates"}, r"got MentionCandidates at \[0\]\[0\]"),
+         r"node 'l2': input 'mentions' .* got list\[Mention\]$"),
+        (2, "l2_candidates", {"source": "l2_result", "fields": "nothing"}, r"node 'l0': .* got NoneType$"),
+        (2, "l1_entities", {"source": "l2_result", "fields": "candidates"}, r"got list\[list\[MentionCandidates\]\]$"),
         (2, "texts", {"source": "$input", "fields": "texts", "reduce": "first"}, r"input 'texts' .* list of strings"),
+        (2, "texts", {"source": "$input", "fields": "labels"}, r"input 'texts' .* list of strings, got NoneType$"),
     ],
 )
 def test_miswired_inputs_are_config_errors_naming_node_and_input(node, name, spec, message):
-    """Regressions: these reached the layers and crashed there with AttributeError or TypeError."""
+    """Regressions: these reached the layers and crashed there with AttributeError or TypeError. Each
+    input's type is known from its source's declared output, so the pipeline refuses them before any
+    layer is built or any batch runs."""
     config = model_free_config()
     config["nodes"][node]["inputs"][name] = spec
-    executor = DAGExecutor(config)
-    executor.load_entities(KB)
     with pytest.raises(ConfigError, match=message):
-        executor.execute({"texts": TEXTS})
+        DAGPipeline(config)

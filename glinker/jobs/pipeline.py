@@ -7,16 +7,19 @@ so the same batch gives the same bytes wherever it runs.
 from __future__ import annotations
 
 import hashlib
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
+from pydantic import BaseModel
 
 from ..dag import INPUT_SOURCE, DAGExecutor, DAGPipeline
 from ..errors import ConfigError, KnowledgeBaseError
 from ..inputs import DEFAULT_MAX_TEXT_CHARS
-from ..registry import processor_info
+from ..registry import processors_with_output
+from ..types import L0Output, L1Output, L2Output
 
 SCORE_DIGITS = 4
 VOLATILE_MANIFEST_KEYS = ("created_at", "build_seconds", "glinker_version")
@@ -30,12 +33,20 @@ def load_pipeline(config: str | Path | dict, device: str | None = None) -> DAGPi
         return pipeline
     data = pipeline.to_dict()
     for node in data["nodes"]:
-        cfg = node.setdefault("config", {})
-        if "device" in processor_info(node["processor"], node["id"]).config_model.model_fields:
-            cfg["device"] = device
-        if isinstance(cfg.get("embeddings"), dict):
-            cfg["embeddings"]["device"] = device
+        _set_device(node.setdefault("config", {}), pipeline.contracts[node["id"]].config, device)
     return DAGPipeline(data)
+
+
+def _set_device(config: dict, model: type[BaseModel], device: str) -> None:
+    """Set ``device`` wherever ``model`` has one: at the top and in the sub-configs ``config`` holds."""
+    for name, info in model.model_fields.items():
+        if name == "device":
+            config["device"] = device
+        elif isinstance(config.get(name), dict):
+            options = typing.get_args(info.annotation) or (info.annotation,)
+            sub = next((t for t in options if isinstance(t, type) and issubclass(t, BaseModel)), None)
+            if sub is not None:
+                _set_device(config[name], sub, device)
 
 
 def linking_only(pipeline: DAGPipeline) -> DAGPipeline:
@@ -45,7 +56,7 @@ def linking_only(pipeline: DAGPipeline) -> DAGPipeline:
     no L1 node is returned unchanged.
     """
     data = pipeline.to_dict()
-    l1 = {n["id"]: n["output"]["key"] for n in data["nodes"] if n["processor"].startswith("l1_")}
+    l1 = {n.id: n.output.key for n in pipeline.nodes_with_output(L1Output)}
     if not l1:
         return pipeline
     nodes = []
@@ -61,10 +72,14 @@ def linking_only(pipeline: DAGPipeline) -> DAGPipeline:
     return DAGPipeline(data)
 
 
-def output_key(pipeline: DAGPipeline, processor: str) -> str | None:
-    """Output key of the last node running ``processor`` (None if there is none)."""
-    keys = [n.output.key for n in pipeline.nodes if n.processor == processor]
-    return keys[-1] if keys else None
+def output_key(pipeline: DAGPipeline, output: type) -> str | None:
+    """Output key of the last node whose output is ``output`` (None if there is none)."""
+    nodes = pipeline.nodes_with_output(output)
+    return nodes[-1].output.key if nodes else None
+
+
+def _processor(output: type) -> str:
+    return " or ".join(processors_with_output(output))
 
 
 def sha256_json(value: Any) -> str:
@@ -106,12 +121,12 @@ class Linker:
     def __init__(self, config: str | Path | dict | DAGPipeline, kb: str | Path, device: str | None = None,
                  candidates: int = 0, max_text_chars: int = DEFAULT_MAX_TEXT_CHARS):
         self.pipeline = load_pipeline(config, device)
-        self.l0_key = output_key(self.pipeline, "l0_aggregator")
-        self.l2_key = output_key(self.pipeline, "l2_chain")
+        self.l0_key = output_key(self.pipeline, L0Output)
+        self.l2_key = output_key(self.pipeline, L2Output)
         if self.l0_key is None:
-            raise ConfigError("a bulk job needs a pipeline with an l0_aggregator node (it gives the records)")
+            raise ConfigError(f"a bulk job needs a pipeline with a {_processor(L0Output)} node (it gives the records)")
         if candidates and self.l2_key is None:
-            raise ConfigError("--candidates needs a pipeline with an l2_chain node")
+            raise ConfigError(f"--candidates needs a pipeline with a {_processor(L2Output)} node")
         self.candidates = candidates
         self.executor = DAGExecutor(self.pipeline, max_text_chars=max_text_chars)
         self.executor.load_entities(kb)

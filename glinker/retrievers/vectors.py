@@ -1,0 +1,59 @@
+"""``faiss`` layers: one vector per KB name, one encoder call and one index search per batch.
+
+The type keeps its glinker 0.1.x name; the index behind it is exact inner product over the name
+vectors (numpy, blocked) up to 250k names and FAISS above, or as ``index`` asks (see kb/vector_index.py).
+"""
+
+from __future__ import annotations
+
+from ..linking import context_window
+from ..models.encoder import get_encoder
+from .base import Hits, Query, Retriever
+
+CONTEXT_CHARS = 50
+
+
+class VectorRetriever(Retriever):
+    needs_encoder = True
+
+    def __init__(self, layer, chain, kb):
+        super().__init__(layer, chain, kb)
+        emb = chain.encoder
+        self.batch_size = emb.batch_size
+        self.encoder = get_encoder(emb.model_name, device=emb.device, max_length=emb.max_length)
+        kb.require_vectors(self.encoder.model_id, "names")
+
+    def search(self, queries: list[Query]) -> list[Hits]:
+        strings = [self._strings(q) for q in queries]
+        owners = [i for i, per_mention in enumerate(strings) for _ in per_mention]
+        flat = [s for per_mention in strings for s in per_mention]
+        results = [Hits() for _ in queries]
+        if not flat:
+            return results
+        top_k = self.layer.top_k
+        index = self._index(self.batch_size)
+        scores, name_rows = index.search(self.encoder.encode(flat, batch_size=self.batch_size), top_k * 3)
+        entity_of = self.kb.store.name_entity_rows()
+        for owner, row_scores, row_ids in zip(owners, scores, name_rows, strict=True):
+            hits = results[owner]
+            for score, name_row in zip(row_scores, row_ids, strict=True):
+                if name_row >= 0 and len(hits.found) < top_k * len(strings[owner]):
+                    hits.add(int(entity_of[name_row]), min(float(score), 1.0))
+        return results
+
+    def precompute(self, batch_size: int = 64, progress: bool = False) -> int:
+        """Embed every KB name and build the index now instead of at the first batch."""
+        return self._index(batch_size, progress).size
+
+    def _strings(self, query: Query) -> tuple[str, ...]:
+        """The mention (with its context for ``query: mention_context``), then its long form if any."""
+        if self.layer.query == "mention_context" and query.text is not None:
+            return (context_window(query.text, query.start, query.end, CONTEXT_CHARS), *query.strings[1:])
+        return query.strings
+
+    def _index(self, batch_size: int, progress: bool = False):
+        return self.kb.vector_index(self.encoder, "names", index_type=self.layer.index, batch_size=batch_size,
+                                    progress=progress)
+
+
+RETRIEVER = VectorRetriever
