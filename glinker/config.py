@@ -21,10 +21,8 @@ MAX_CANDIDATES = 1_000
 MAX_LABELS = 1_000
 MAX_MENTIONS_PER_TEXT = 100_000
 
-# Keys of glinker 0.1.x configs accepted without effect, per model: external-store settings of L2
-# layers, options of models this glinker does not have (fuzzy edit distance, GLiNER decoding flags
-# in L3/L4), and sizes it takes from elsewhere (the vector dimension from the encoder, the n-gram
-# size from the KB's name index).
+# Keys of glinker 0.1.x configs accepted without effect, per model (README, "Accepted for glinker
+# 0.1.x compatibility", says why each does nothing).
 COMPAT_KEYS: dict[str, tuple[str, ...]] = {
     "InputSpec": ("default",),
     "OutputSpec": ("fields",),

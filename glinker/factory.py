@@ -34,25 +34,12 @@ class ProcessorFactory:
         otherwise every KB name found in the text is a mention. A sentence-encoder ``model_name``
         links by dense similarity and adds a FAISS layer over the KB; a GLiNER model links with GLiNER.
         """
-        backend = detect_backend(model_name)
-        builder = ConfigBuilder(name="simple")
-        builder.set_schema_template(template)
-        builder.l2.add("dict", priority=1)
-        if backend == "dense":
-            builder.l2.add("faiss", priority=0)
-            builder.l2.embeddings(enabled=True, model_name=model_name, device=device)
-        builder.l3.configure(
-            model=model_name, backend=backend, token=token, device=device, threshold=threshold, max_length=max_length
-        )
+        builder = _linker(model_name, device, threshold, template, max_length, token)
         if reranker_model:
             builder.l4.configure(
-                model=reranker_model,
-                backend=detect_backend(reranker_model),
-                device=device,
-                token=token,
+                reranker_model, backend=detect_backend(reranker_model), device=device, token=token,
                 threshold=threshold if reranker_threshold is None else reranker_threshold,
-                max_labels=reranker_max_labels,
-                max_length=max_length,
+                max_labels=reranker_max_labels, max_length=max_length,
             )
         builder.l0.configure(strict_matching=external_entities)
         executor = DAGExecutor(builder.build(), verbose=verbose)
@@ -70,3 +57,18 @@ class ProcessorFactory:
     @staticmethod
     def create_from_dict(config: Mapping[str, Any], verbose: bool = False) -> DAGExecutor:
         return DAGExecutor(config, verbose=verbose)
+
+
+def _linker(model_name: str, device: str, threshold: float, template: str, max_length: int,
+            token: str | None) -> ConfigBuilder:
+    """L2 -> L3 with the backend the model calls for: a sentence encoder also gets a vector layer."""
+    backend = detect_backend(model_name)
+    builder = ConfigBuilder(name="simple")
+    builder.set_schema_template(template)
+    builder.l2.add("dict", priority=1)
+    if backend == "dense":
+        builder.l2.add("faiss", priority=0)
+        builder.l2.embeddings(enabled=True, model_name=model_name, device=device)
+    builder.l3.configure(model_name, backend=backend, token=token, device=device, threshold=threshold,
+                         max_length=max_length)
+    return builder
