@@ -147,3 +147,27 @@ def test_one_reject_record_for_entity_rows_and_job_lines():
     assert row.message() == "kb.jsonl, line 3: field 'label': required field is missing"
     line = Reject(4, "invalid JSON", "{not json")
     assert line.to_json() == b'{"line":4,"reason":"invalid JSON","raw":"{not json"}\n'
+
+
+def test_compact_drops_retired_rows_in_place():
+    from glinker import KnowledgeBase
+
+    class LengthEncoder:
+        model_id, dim = "test/length", 2
+
+        def encode(self, texts, batch_size=64, progress=False, desc=""):
+            return np.array([[len(t), 1.0] for t in texts], dtype=np.float32)
+
+    kb = KnowledgeBase()
+    kb.load(GOOD)
+    kb.load([{"entity_id": "E1", "label": "Paris (new)"}], overwrite=True)
+    encoder = LengthEncoder()
+    kb.vector_index(encoder, "names")
+    store = kb.store
+    kb.compact()
+    assert kb.store is not store and kb.store.num_rows == len(kb) == 2 and kb.store.alive.all()
+    assert [kb.store.label(r) for r in range(2)] == ["Paris, Texas", "Paris (new)"]
+    names = kb.vector_store.sets[("names", "test/length", "{label}")].matrix
+    assert names[:, 0].tolist() == [len(n) for n in kb.store.names.tolist()]  # name vectors follow their rows
+    assert kb.vector_store.indexes == {}  # rebuilt on next use
+    assert kb.vector_index(encoder, "names").size == len(kb.store.names)

@@ -14,7 +14,6 @@ or when a layer declares the space, instead of silently mixing vector spaces.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ import numpy as np
 
 from ..errors import KnowledgeBaseError
 from .names import NameIndex
-from .reader import OnError
+from .reader import EntitySource, OnError
 from .storage import read_manifest, verify_files, write_atomically, write_manifest
 from .store import EntityStore, LoadReport
 from .vector_index import VectorIndex
@@ -44,13 +43,9 @@ class KnowledgeBase:
 
     # ------------------------------------------------------------------ loading and saving
 
-    def load(
-        self,
-        source: str | Path | Iterable[Mapping] | Mapping,
-        overwrite: bool = False,
-        on_error: OnError = "raise",
-        rejects_path: str | Path | None = None,
-    ) -> LoadReport:
+    def load(self, source: EntitySource, overwrite: bool = False, on_error: OnError = "raise",
+             rejects_path: str | Path | None = None) -> LoadReport:
+        """Add entity rows (see :meth:`EntityStore.load`)."""
         with self.lock:
             return self.store.load(source, overwrite=overwrite, on_error=on_error, rejects_path=rejects_path)
 

@@ -26,6 +26,7 @@ KNOWN_FIELDS = ("entity_id", "label", "aliases", "description", "entity_type", "
 VECTOR_FIELDS = ("embedding", "embedding_model_id")
 
 OnError = Literal["raise", "skip"]
+EntitySource = str | Path | Iterable[Mapping] | Mapping  # a .jsonl(.gz) path, a list of dicts or a dict of dicts
 
 
 @dataclass(slots=True)
@@ -48,7 +49,7 @@ class RowError(Exception):
         self.reason = reason
 
 
-def iter_raw_rows(source: str | Path | Iterable[Mapping] | Mapping) -> Iterator[tuple[str, int, Any]]:
+def iter_raw_rows(source: EntitySource) -> Iterator[tuple[str, int, Any]]:
     """Yield ``(source name, line or item number, parsed object or RowError)`` for every row."""
     if isinstance(source, (str, Path)):
         yield from _iter_file(Path(source))

@@ -13,7 +13,7 @@ before a save, so every saved row is alive.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from ..templates import render_template
 from ..types import Candidate
 from .checks import check_offsets, read_file
 from .columns import StringColumn, load_array, string_hash
-from .reader import EntityRow, OnError, RowError, iter_raw_rows, parse_row
+from .reader import EntityRow, EntitySource, OnError, RowError, iter_raw_rows, parse_row
 
 STRING_COLUMNS = ("ids", "names", "descriptions", "types", "extra")
 NUMBER_COLUMNS = ("name_start", "popularity")
@@ -168,7 +168,7 @@ class EntityStore:
 
     def load(
         self,
-        source: str | Path | Iterable[Mapping] | Mapping,
+        source: EntitySource,
         *,
         overwrite: bool = False,
         on_error: OnError = "raise",
