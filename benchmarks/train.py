@@ -1,0 +1,103 @@
+"""What the trained models give: the issue-12 table on BC5CDR against MEDIC (train/dev to train, test to report).
+
+Each model folder is one `glinker train` output (OUT/model). The script swaps it into
+configs/medic.yaml and runs the same evaluation as benchmarks/accuracy.py:
+
+- ``--retriever DIR``: the encoder of the L2 faiss layer and the L3 dense backend (a kb_dir is built
+  with it once and cached). Prints gold-mention acc@1 and recall@k, and end-to-end P/R/F1.
+- ``--ner DIR``: GLiNER as L1 (label ``disease``) instead of the gazetteer. Prints span P/R/F1, link
+  P/R/F1 and L1 docs/s; with ``--retriever`` too, both trained models run together.
+- ``--train``: first runs ``glinker train`` with configs/train/*.yaml (long: see README).
+
+    python benchmarks/train.py --retriever runs/retriever/model --ner runs/ner/model [--split test]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import orjson
+import yaml
+from common import BC5CDR, CACHE, MEDIC, MINILM, ROOT, medic_kb_dir, require_shared_data
+
+
+def kb_dir_for(encoder: str | None) -> Path:
+    """The MEDIC kb_dir embedded with ``encoder`` (MiniLM when None), built once and cached."""
+    if encoder is None:
+        return medic_kb_dir()
+    from glinker.kb.build import build_kb_dir
+
+    key = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(Path(encoder).glob("*.safetensors")))).hexdigest()
+    out = CACHE / f"medic-{key[:12]}"
+    if not (out / "manifest.json").exists():
+        print(f"building {out} with {encoder}", file=sys.stderr)
+        build_kb_dir(MEDIC, out, encoder, template="{label}: {description}", progress=True)
+    return out
+
+
+def pipeline(encoder: str | None, ner: str | None, threshold: float) -> dict:
+    """configs/medic.yaml with the trained encoder and/or GLiNER L1 swapped in."""
+    config = copy.deepcopy(yaml.safe_load((ROOT / "configs" / "medic.yaml").read_text()))
+    nodes = {node["id"]: node for node in config["nodes"]}
+    if encoder is not None:
+        nodes["l2"]["config"]["embeddings"]["model_name"] = encoder
+        nodes["l3"]["config"]["model_name"] = encoder
+    if ner is not None:
+        nodes["l1"]["processor"] = "l1_gliner"
+        nodes["l1"]["config"] = {"model": ner, "labels": ["disease"], "threshold": threshold, "flat_ner": True}
+    return config
+
+
+def run(args: argparse.Namespace) -> dict:
+    from glinker.jobs.evaluate import evaluate, format_report
+
+    kb_dir = kb_dir_for(args.retriever)
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "pipeline.yaml"
+        path.write_text(yaml.safe_dump(pipeline(args.retriever, args.ner, args.threshold)))
+        modes = ["end_to_end"] if args.ner else ["gold_mentions", "end_to_end"]
+        for mode in modes:
+            report = evaluate(path, kb_dir, BC5CDR, split=args.split, gold_mentions=mode == "gold_mentions",
+                              batch_size=args.batch_size, limit=args.limit)
+            print(format_report(report))
+            keep = ("precision", "recall", "f1", "accuracy@1", "recall@k", "docs_per_second")
+            results[mode] = {k: report[k] for k in keep if k in report}
+            results[mode]["spans"] = report["spans"]
+    return results
+
+
+def train_all() -> None:
+    for name, out in (("medic_retriever_bc5cdr", "retriever"), ("bc5cdr_ner", "ner")):
+        command = [sys.executable, "-m", "glinker.cli", "train", f"configs/train/{name}.yaml", "--out", f"runs/{out}"]
+        resume = ["--resume"] if (ROOT / "runs" / out / "train_state.json").exists() else []
+        subprocess.run(command + resume, cwd=ROOT, check=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--retriever", help="trained encoder folder (default: the untrained MiniLM)")
+    parser.add_argument("--ner", help="trained GLiNER folder (default: the gazetteer of configs/medic.yaml)")
+    parser.add_argument("--threshold", type=float, default=0.5, help="GLiNER L1 threshold")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--limit", type=int)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--train", action="store_true", help="train first with configs/train/*.yaml into runs/")
+    args = parser.parse_args()
+    require_shared_data()
+    if args.train:
+        train_all()
+        args.retriever, args.ner = args.retriever or "runs/retriever/model", args.ner or "runs/ner/model"
+    results = run(args)
+    print(orjson.dumps({"benchmark": "train", "retriever": args.retriever or MINILM, "ner": args.ner,
+                        "split": args.split, "results": results}).decode())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,205 @@
+"""glinker train: config validation, the retriever and NER tasks on tiny models, resume after SIGKILL.
+
+Tiny random models (tests/tiny_models.py) and the bundled example KB keep these fast; they assert
+that training runs, lowers its loss, writes a model the pipeline loads, and resumes; never quality.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+import yaml
+
+from glinker import ConfigBuilder, DAGExecutor, ProcessorFactory
+from glinker.errors import ConfigError
+from glinker.train import load_train_config, train
+
+from .tiny_models import tiny_bert, tiny_gliner
+
+pytest.importorskip("sentence_transformers")
+pytest.importorskip("datasets")
+
+ROOT = Path(__file__).resolve().parents[1]
+ENTITIES = ROOT / "data" / "entities.jsonl"
+TEXTS = ROOT / "data" / "texts.jsonl"
+
+
+@pytest.fixture(scope="module")
+def backbone(tmp_path_factory):
+    return tiny_bert(tmp_path_factory.mktemp("tiny") / "bert", hidden=32)
+
+
+@pytest.fixture(scope="module")
+def annotated(tmp_path_factory) -> Path:
+    """The example texts annotated with every KB label and alias found in them (type = the entity's type)."""
+    names = []
+    for line in ENTITIES.read_bytes().splitlines():
+        row = orjson.loads(line)
+        names += [(n, row["entity_id"], row["entity_type"]) for n in [row["label"], *row.get("aliases", [])]]
+    path = tmp_path_factory.mktemp("docs") / "docs.jsonl"
+    with open(path, "wb") as out:
+        for i, line in enumerate(TEXTS.read_bytes().splitlines()):
+            text = orjson.loads(line)["text"]
+            mentions, taken = [], set()
+            for name, eid, etype in sorted(names, key=lambda n: -len(n[0])):
+                start = text.find(name)
+                if start >= 0 and not taken & set(range(start, start + len(name))):
+                    taken |= set(range(start, start + len(name)))
+                    mentions.append({"start": start, "end": start + len(name), "entity_id": eid, "label": etype})
+            split = "dev" if i % 4 == 3 else "train"
+            out.write(orjson.dumps({"text": text, "split": split, "mentions": mentions}) + b"\n")
+        out.write(b"{not json\n")
+        out.write(orjson.dumps({"text": "Paris.", "split": "train", "mentions": [{"start": 3, "end": 99}]}) + b"\n")
+    return path
+
+
+def retriever_config(backbone: str, docs: Path | None = None, **training) -> dict:
+    data = {"kb": str(ENTITIES)}
+    if docs is not None:
+        data.update(train_data=str(docs), val_data=str(docs))
+    return {"task": "retriever", "model": {"model_name": backbone, "max_seq_length": 32}, "data": data,
+            "training": {"per_device_train_batch_size": 16, "learning_rate": 1e-3, "eval_steps": 10,
+                         "save_steps": 5, "mine_top_k": 5, "logging_steps": 1, **training}}
+
+
+# --------------------------------------------------------------------------- config
+
+
+@pytest.mark.parametrize(("patch", "named"), [
+    ({"model": {"max_widht": 12}}, "model.max_widht"),
+    ({"training": {"lerning_rate": 1e-5}}, "did you mean 'learning_rate'"),
+    ({"data": {"fields": {"txt": "text"}}}, "data.fields.txt"),
+    ({"peft": {"rank": 8}}, "peft.rank"),
+    ({"task": "nerr"}, "task"),
+    ({"data": {"train_data": "/nonexistent/docs.jsonl"}}, "data.train_data: file not found"),
+    ({"data": {"train_data": str(TEXTS), "long_doc_chunking": {"max_words": 10, "stride": 20}}}, "stride"),
+    ({"model": {"span_mode": "token-level"}}, "model.span_mode"),
+    ({"data": {}}, "data.train_data is required"),
+])
+def test_every_config_error_names_its_key(patch, named):
+    config = {"task": "ner", "model": {}, "data": {"train_data": str(TEXTS)}, "training": {}}
+    for key, value in patch.items():
+        config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) and value else value
+    with pytest.raises(ConfigError, match=named.replace("(", r"\(").replace(")", r"\)")):
+        load_train_config(config)
+
+
+@pytest.mark.parametrize("training", [{"push_to_hub": True}, {"report_to": ["wandb"]}, {"hub_token": "x"},
+                                      {"report_to": "wandb"}, {"hub_model_id": "me/model"}])
+def test_network_only_keys_are_refused_offline(training):
+    with pytest.raises(ConfigError, match="network"):
+        load_train_config({"task": "retriever", "data": {"kb": str(ENTITIES)}, "training": training})
+
+
+def test_yaml_config_with_a_misspelt_key_names_file_and_key(tmp_path):
+    path = tmp_path / "train.yaml"
+    path.write_text(yaml.safe_dump({"task": "retriever", "data": {"kb": str(ENTITIES)}, "peft": {"enabeld": True}}))
+    with pytest.raises(ConfigError, match=r"train\.yaml: peft\.enabeld"):
+        load_train_config(path)
+
+
+def test_output_folder_must_be_empty_unless_resumed(tmp_path, backbone):
+    (tmp_path / "x").write_text("keep me")
+    with pytest.raises(ConfigError, match="not empty"):
+        train(retriever_config(backbone), out=tmp_path)
+    with pytest.raises(ConfigError, match="nothing to resume"):
+        train(retriever_config(backbone), out=tmp_path, resume=True)
+    assert (tmp_path / "x").read_text() == "keep me"
+
+
+# --------------------------------------------------------------------------- retriever
+
+
+def mnrl_loss(model_path: str, anchors: list[str], positives: list[str]) -> float:
+    """MultipleNegativesRankingLoss (scale 20) of a batch: each anchor against every positive."""
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(model_path, device="cpu")
+    a = model.encode(anchors, normalize_embeddings=True)
+    p = model.encode(positives, normalize_embeddings=True)
+    logits = 20 * a @ p.T
+    logits -= logits.max(1, keepdims=True)
+    return float(-np.mean(np.diag(logits) - np.log(np.exp(logits).sum(1))))
+
+
+def test_retriever_lowers_its_loss_and_the_model_links(tmp_path, backbone, annotated):
+    out = tmp_path / "run"
+    summary = train(retriever_config(backbone, annotated), out=out, max_steps=20, quiet=True)
+    rows = [orjson.loads(line) for line in ENTITIES.read_bytes().splitlines()]
+    pairs = [(alias, r["label"]) for r in rows for alias in r.get("aliases", [])[:1]]
+    before = mnrl_loss(backbone, *zip(*pairs, strict=True))
+    after = mnrl_loss(summary["model"], *zip(*pairs, strict=True))
+    assert after < before
+    assert [h["step"] for h in summary["history"]] == [0, 10, 20]
+    assert {"acc@1", "recall@30"} <= summary["history"][-1].keys()
+    rejects = [orjson.loads(line) for line in (out / "rejects.jsonl").read_bytes().splitlines()]
+    assert {(r["line"], r["field"]) for r in rejects} >= {(11, "<json>"), (12, "mentions[0]")}
+    executor = ProcessorFactory.create_simple(model_name=summary["model"], entities=ENTITIES, threshold=0.0)
+    (records,) = executor.execute({"texts": ["Paris is the capital of France."]}).get("l0_result").entities
+    assert any(e.is_linked for e in records)
+
+
+def test_retriever_is_deterministic_with_a_seed(tmp_path, backbone):
+    runs = [train(retriever_config(backbone, seed=7), out=tmp_path / str(i), max_steps=10, quiet=True)
+            for i in range(2)]
+    assert runs[0]["history"] == runs[1]["history"]
+
+
+# --------------------------------------------------------------------------- ner
+
+
+@pytest.mark.parametrize("bi_encoder", [True, False])
+def test_ner_trains_and_loads_in_l1_gliner(tmp_path, backbone, annotated, bi_encoder):
+    start = tiny_gliner(tmp_path / "start", backbone, bi_encoder=bi_encoder, max_width=6)
+    config = {"task": "ner", "model": {"from_pretrained": start, "threshold": 0.3},
+              "data": {"train_data": str(annotated), "val_data": str(annotated),
+                       "long_doc_chunking": {"max_words": 12, "stride": 8}},
+              "training": {"per_device_train_batch_size": 4, "learning_rate": 5e-3, "others_lr": 5e-3,
+                           "eval_steps": 6, "logging_steps": 1}}
+    summary = train(config, out=tmp_path / "run", max_steps=12, quiet=True)
+    log = orjson.loads((Path(summary["best"]["checkpoint"]).parent / "checkpoint-12" / "trainer_state.json")
+                       .read_bytes())["log_history"]
+    losses = [entry["loss"] for entry in log if "loss" in entry]
+    assert np.mean(losses[-3:]) < np.mean(losses[:3])
+    assert [h["step"] for h in summary["history"]] == [6, 12]
+    builder = ConfigBuilder(name="trained")
+    builder.l1.gliner(model=summary["model"], labels=summary["best"]["labels"], threshold=0.0)
+    builder.l3.configure(model=summary["model"], threshold=0.0)
+    executor = DAGExecutor(builder.build())
+    executor.load_entities(ENTITIES)
+    (records,) = executor.execute({"texts": ["Paris is the capital of France."]}).get("l0_result").entities
+    assert records and all(0 <= e.mention_start < e.mention_end <= 31 for e in records)
+
+
+# --------------------------------------------------------------------------- resume
+
+
+def test_resume_after_sigkill_continues_at_the_checkpoint_step(tmp_path, backbone):
+    config = tmp_path / "train.yaml"
+    config.write_text(yaml.safe_dump(retriever_config(backbone, eval_steps=40, save_steps=5, learning_rate=1e-4)))
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "glinker.cli", "train", str(config), "--out", str(out), "--max-steps", "40",
+               "--quiet"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    proc = subprocess.Popen(command, env=env, cwd=ROOT)
+    checkpoint = out / "rounds" / "0000" / "checkpoint-10" / "trainer_state.json"
+    deadline = time.monotonic() + 300
+    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert checkpoint.exists(), "no checkpoint before the kill"
+    done = subprocess.run([*command, "--resume"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    summary = orjson.loads((out / "summary.json").read_bytes())
+    resumed = summary["resumed"]
+    assert resumed and resumed[0]["round"] == 0 and resumed[0]["step"] >= 10
+    assert [h["step"] for h in summary["history"]] == [0, 40]
