@@ -1,9 +1,15 @@
-"""The ``glinker`` command."""
+"""The ``glinker`` command.
+
+Each subcommand is added by its own ``add_*`` function (options and help) and run by its ``cmd_*``
+function. Paths are taken as typed, relative to the current folder; the files bundled with glinker
+(the example configs and data) are named with the ``glinker:`` prefix, e.g. ``glinker:configs/default.yaml``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -11,22 +17,41 @@ import orjson
 
 from .errors import GlinkerError
 from .inputs import DEFAULT_MAX_TEXT_CHARS
+from .train.command import add_train
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+BUNDLED = "glinker:"
+VECTOR_KINDS = ("names", "entities")
 
 
-def _find(path: str) -> Path:
-    """A path as given, or relative to the project checkout (for the bundled configs and data)."""
-    p = Path(path)
-    return p if p.exists() or p.is_absolute() else PROJECT_ROOT / p
+def user_path(value: str) -> Path:
+    """``value`` as typed (relative to the current folder), or a bundled file for ``glinker:NAME``."""
+    if not value.startswith(BUNDLED):
+        return Path(value)
+    path = PROJECT_ROOT / value[len(BUNDLED):]
+    if not path.exists():
+        raise GlinkerError(f"{value}: no such file bundled with glinker (glinker --list-configs shows the configs)")
+    return path
+
+
+class ListConfigs(argparse.Action):
+    """``--list-configs``: print the bundled pipeline configs as ``glinker:`` paths and exit."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        for path in sorted((PROJECT_ROOT / "configs").glob("*.yaml")):
+            print(f"{BUNDLED}{path.relative_to(PROJECT_ROOT).as_posix()}")
+        parser.exit()
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from .dag import DAGExecutor
 
-    executor = DAGExecutor(_find(args.config), verbose=args.verbose)
-    report = executor.load_entities(_find(args.entities))
-    rows = [orjson.loads(line) for line in _find(args.texts).read_bytes().splitlines() if line.strip()]
+    executor = DAGExecutor(user_path(args.config), verbose=args.verbose)
+    report = executor.load_entities(user_path(args.entities))
+    rows = [orjson.loads(line) for line in user_path(args.texts).read_bytes().splitlines() if line.strip()]
     texts = [row["text"] for row in rows]
     print(f"loaded {report.loaded} entities; linking {len(texts)} texts with {args.config}", file=sys.stderr)
     context = executor.execute({"texts": texts})
@@ -41,20 +66,63 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def vector_kinds(value: str) -> tuple[str, ...]:
+    kinds = tuple(kind.strip() for kind in value.split(","))
+    unknown = [kind for kind in kinds if kind not in VECTOR_KINDS]
+    if unknown or not kinds:
+        raise GlinkerError(f"--vectors {value!r}: expected names, entities or names,entities")
+    return kinds
+
+
+def check_kb_out(out: Path) -> None:
+    """Refuse, before anything is embedded, an --out that a kb_dir cannot replace."""
+    if out.exists() and not (out / "manifest.json").is_file():
+        raise GlinkerError(f"--out {out} exists and is not a kb_dir (no manifest.json); refusing to replace it")
+    if not out.parent.is_dir():
+        raise GlinkerError(f"--out {out}: the folder {out.parent} does not exist")
+
+
 def cmd_kb_build(args: argparse.Namespace) -> int:
     from .kb.build import build_kb_dir
+    from .locks import exclusive
 
-    manifest = build_kb_dir(
-        args.entities, args.out, args.encoder, template=args.template, index_type=args.index,
-        batch_size=args.batch_size, device=args.device, dtype=args.dtype, kinds=tuple(args.vectors.split(",")),
-        on_error="skip" if args.rejects else "raise", rejects_path=args.rejects, progress=not args.quiet,
-    )
+    out, kinds = Path(args.out), vector_kinds(args.vectors)
+    check_kb_out(out)
+    with exclusive(out, what="glinker kb build"):
+        remove_stale_builds(out)
+        manifest = build_kb_dir(
+            args.entities, out, args.encoder, template=args.template, index_type=args.index,
+            batch_size=args.batch_size, device=args.device, dtype=args.dtype, kinds=kinds,
+            on_error="skip" if args.rejects else "raise", rejects_path=args.rejects, progress=not args.quiet,
+        )
     summary = {k: manifest[k] for k in ("count", "names", "encoder", "template", "dim", "dtype", "build_seconds")}
     summary["index"] = manifest["index"] and {k: manifest["index"][k] for k in ("type", "ntotal", "params")}
     summary["bytes"] = sum(f["bytes"] for f in manifest["files"].values())
     summary["load_report"] = manifest["load_report"]
     print(orjson.dumps(summary).decode())
     return 0
+
+
+def remove_stale_builds(out: Path) -> None:
+    """Delete the folders killed builds of ``out`` left (``.OUT.building-PID-*`` of a process that is
+    gone, ``.OUT.old-*``); the caller holds the lock of ``out``."""
+    for leftover in out.parent.glob(f".{out.name}.building-*"):
+        pid = leftover.name.rsplit(".building-", 1)[1].split("-")[0]
+        if leftover.is_dir() and not (pid.isdigit() and process_alive(int(pid))):
+            shutil.rmtree(leftover, ignore_errors=True)
+    for leftover in out.parent.glob(f".{out.name}.old-*"):
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 def _reader(args: argparse.Namespace):
@@ -68,9 +136,10 @@ def cmd_link(args: argparse.Namespace) -> int:
     from .jobs.runner import LinkJob, run_local
 
     job = LinkJob(
-        config=_find(args.config), kb=_find(args.kb), input=args.input, output=args.output, reader=_reader(args),
-        batch_size=args.batch_size, rejects=args.rejects, limit=args.limit, candidates=args.candidates,
-        device=args.device, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
+        config=user_path(args.config), kb=user_path(args.kb), input=user_path(args.input), output=args.output,
+        reader=_reader(args), batch_size=args.batch_size, rejects=args.rejects, limit=args.limit,
+        candidates=args.candidates, device=args.device, resume=args.resume, overwrite=args.overwrite,
+        progress=not args.quiet,
     )
     if args.engine == "ray":
         try:
@@ -91,9 +160,9 @@ def cmd_link(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from .jobs.evaluate import evaluate, format_report
 
-    report = evaluate(_find(args.config), _find(args.kb), args.gold, split=args.split, gold_mentions=args.gold_mentions,
-                      batch_size=args.batch_size, device=args.device, limit=args.limit, text_field=args.text_field,
-                      id_field=args.id_field)
+    report = evaluate(user_path(args.config), user_path(args.kb), user_path(args.gold), split=args.split,
+                      gold_mentions=args.gold_mentions, batch_size=args.batch_size, device=args.device,
+                      limit=args.limit, text_field=args.text_field, id_field=args.id_field)
     print(orjson.dumps(report).decode() if args.json else format_report(report))
     return 0
 
@@ -101,15 +170,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_render(args: argparse.Namespace) -> int:
     from .jobs.render import render
 
-    counts = render(_find(args.config), _find(args.kb), args.input, args.output, reader=_reader(args),
-                    limit=args.limit, device=args.device)
+    counts = render(user_path(args.config), user_path(args.kb), user_path(args.input), args.output,
+                    reader=_reader(args), limit=args.limit, device=args.device)
     print(f"wrote {args.output}: {counts['docs']} docs, {counts['mentions']} mentions, {counts['linked']} linked, "
           f"{counts['rejected']} rejected lines", file=sys.stderr)
     return 0
 
 
 def _pipeline_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="pipeline YAML")
+    parser.add_argument("--config", required=True,
+                        help="pipeline YAML (a path, or glinker:configs/NAME.yaml for a bundled one)")
     parser.add_argument("--kb", required=True, help="kb_dir from `glinker kb build` (or an entity .jsonl/.jsonl.gz)")
     parser.add_argument("--device", help="override the device of every node: cpu, cuda, cuda:1 ...")
 
@@ -123,18 +193,18 @@ def _reader_args(parser: argparse.ArgumentParser) -> None:
                         help="a longer document is a rejected line (default: %(default)s)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="glinker", description="Entity linking: texts in, KB-linked mentions out.")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def add_demo(sub) -> None:
     demo = sub.add_parser("demo", help="link the bundled example texts against the bundled example KB")
-    demo.add_argument("--config", default="configs/default.yaml", help="pipeline YAML (default: %(default)s)")
-    demo.add_argument("--entities", default="data/entities.jsonl", help="entity JSONL (default: %(default)s)")
-    demo.add_argument("--texts", default="data/texts.jsonl", help="JSONL with a 'text' field (default: %(default)s)")
+    demo.add_argument("--config", default="glinker:configs/default.yaml", help="pipeline YAML (default: %(default)s)")
+    demo.add_argument("--entities", default="glinker:data/entities.jsonl", help="entity JSONL (default: %(default)s)")
+    demo.add_argument("--texts", default="glinker:data/texts.jsonl",
+                      help="JSONL with a 'text' field (default: %(default)s)")
     demo.add_argument("--show-unlinked", action="store_true", help="also print mentions left unlinked")
-    demo.add_argument("--verbose", action="store_true")
+    demo.add_argument("--verbose", action="store_true", help="log what each pipeline node does")
     demo.set_defaults(func=cmd_demo)
 
+
+def add_kb(sub) -> None:
     kb = sub.add_parser("kb", help="knowledge base tools").add_subparsers(dest="kb_command", required=True)
     build = kb.add_parser("build", help="embed a KB once and write a kb_dir (vectors, FAISS index, manifest)")
     build.add_argument("--entities", required=True, help="entity JSONL (.jsonl or .jsonl.gz)")
@@ -144,13 +214,15 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--index", default="auto", choices=["auto", "flat", "hnsw", "ivf"],
                        help="FAISS index over name vectors; auto: flat up to 250k vectors, ivf above")
     build.add_argument("--vectors", default="names,entities", help="which vectors: names, entities or both (default: %(default)s)")
-    build.add_argument("--batch-size", type=int, default=64)
+    build.add_argument("--batch-size", type=int, default=64, help="texts per encoder call (default: %(default)s)")
     build.add_argument("--device", default="cpu", help="cpu or cuda")
     build.add_argument("--dtype", default="float32", choices=["float32", "float16"], help="stored vector precision")
     build.add_argument("--rejects", help="skip bad rows and write them here (default: stop at the first bad row)")
     build.add_argument("--quiet", action="store_true", help="no progress bars")
     build.set_defaults(func=cmd_kb_build)
 
+
+def add_link(sub) -> None:
     link = sub.add_parser("link", help="link a large JSONL/text file, streaming and resumable (bulk job)")
     _pipeline_args(link)
     _reader_args(link)
@@ -170,24 +242,43 @@ def build_parser() -> argparse.ArgumentParser:
     link.add_argument("--no-merge", action="store_true", help="ray: keep the shards in OUTPUT.shards/ instead of merging them")
     link.set_defaults(func=cmd_link)
 
+
+def add_eval(sub) -> None:
     ev = sub.add_parser("eval", help="score a pipeline on gold-annotated documents (P/R/F1, accuracy@1, recall@k)")
     _pipeline_args(ev)
     ev.add_argument("--gold", required=True, help="JSONL(.gz) documents with 'text' and 'mentions' [{start, end, entity_id, entity_ids}]")
     ev.add_argument("--split", help="only documents whose 'split' field equals this (e.g. test)")
     ev.add_argument("--gold-mentions", action="store_true", help="give the gold spans to the pipeline (its L1 nodes are removed)")
     ev.add_argument("--json", action="store_true", help="print one JSON line instead of the table")
-    ev.add_argument("--batch-size", type=int, default=32)
+    ev.add_argument("--batch-size", type=int, default=32, help="documents per pipeline call (default: %(default)s)")
     ev.add_argument("--limit", type=int, help="only the first N documents (after --split)")
-    ev.add_argument("--text-field", default="text")
-    ev.add_argument("--id-field", default="doc_id")
+    ev.add_argument("--text-field", default="text", help="gold field holding the text (default: %(default)s)")
+    ev.add_argument("--id-field", default="doc_id", help="gold field holding the document id (default: %(default)s)")
     ev.set_defaults(func=cmd_eval)
 
+
+def add_render(sub) -> None:
     render = sub.add_parser("render", help="write an HTML page of linked documents (hover a mention for its entity)")
     _pipeline_args(render)
     _reader_args(render)
     render.add_argument("--output", required=True, help="HTML file to write")
     render.add_argument("--limit", type=int, default=50, help="documents shown (default: %(default)s)")
     render.set_defaults(func=cmd_render)
+
+
+SUBCOMMANDS = [add_demo, add_kb, add_link, add_eval, add_render, add_train]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="glinker", description="Entity linking: texts in, KB-linked mentions out.")
+    parser.add_argument("--version", action="version", version=f"glinker {__version__}")
+    parser.add_argument("--list-configs", action=ListConfigs,
+                        help="print the bundled pipeline configs (pass them as --config glinker:configs/NAME.yaml)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in SUBCOMMANDS:
+        add(sub)
     return parser
 
 
@@ -199,6 +290,13 @@ def main(argv: list[str] | None = None) -> int:
     except GlinkerError as exc:
         print(f"glinker: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a file the system refuses (read-only, full disk, a folder where a file goes)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"glinker: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("glinker: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -5,6 +5,11 @@ output and rejects files are complete, the running counts, and a fingerprint of 
 decides the output bytes (config, KB, input, options). It is written only after the batch it covers
 is on disk, so after any crash the files hold at least what the checkpoint says; ``--resume`` cuts
 them back to that length and continues from the recorded input position.
+
+A checkpoint is trusted only after it is checked: its own SHA-256 (``checksum``), its schema, and
+its positions against the real files (the output and rejects at least that long and cut at a line
+boundary, the input position at the end of a line; see ``runner.open_at``). Anything else is one
+:class:`~glinker.errors.InputError` naming the checkpoint and what is wrong.
 """
 
 from __future__ import annotations
@@ -19,8 +24,11 @@ import orjson
 
 from ..errors import InputError
 
-VERSION = 1
+VERSION = 2
 HEAD_BYTES = 1 << 20
+COUNTS = ("docs", "mentions", "linked", "rejected")
+POSITIONS = ("input_line", "input_offset", "output_bytes", "rejects_bytes")
+GZIP_MAGIC = b"\x1f\x8b"
 FINGERPRINT_PARTS = {
     "config": "the pipeline config",
     "kb": "the knowledge base",
@@ -40,14 +48,88 @@ def input_fingerprint(path: str | Path) -> dict[str, Any]:
     return {"bytes": os.path.getsize(path), "head_sha256": hashlib.sha256(head).hexdigest()}
 
 
+def checkpoint_error(path: Path, reason: str) -> InputError:
+    return InputError(f"{path}: {reason}; the checkpoint or its output was edited, damaged or replaced, "
+                      "so the job cannot resume from it; rerun with --overwrite to start over")
+
+
+def checksum(state: dict[str, Any]) -> str:
+    """SHA-256 of the state's canonical JSON, without its own ``checksum`` key."""
+    body = {k: v for k, v in state.items() if k != "checksum"}
+    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
 def read_checkpoint(path: Path) -> dict[str, Any]:
+    """The checkpoint at ``path``, checked for its version, its checksum and its schema."""
     try:
         state = orjson.loads(path.read_bytes())
     except orjson.JSONDecodeError as exc:
-        raise InputError(f"{path}: unreadable checkpoint ({exc}); rerun with --overwrite to start over") from None
+        raise checkpoint_error(path, f"not JSON ({exc})") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the checkpoint: {exc.strerror}") from None
     if not isinstance(state, dict) or state.get("version") != VERSION:
         raise InputError(f"{path}: not a glinker checkpoint of version {VERSION}; rerun with --overwrite to start over")
+    if state.get("checksum") != checksum(state):
+        raise checkpoint_error(path, "its checksum does not match its content")
+    problem = schema_problem(state)
+    if problem:
+        raise checkpoint_error(path, problem)
     return state
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _seconds(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < float("inf")
+
+
+def schema_problem(state: dict[str, Any]) -> str | None:
+    """What is wrong with a checkpoint's keys, types and the ranges they imply (None if nothing)."""
+    for key in POSITIONS:
+        if not _count(state.get(key)):
+            return f"{key!r} must be an integer of 0 or more, got {state.get(key)!r}"
+    counts, fingerprint, seconds = state.get("counts"), state.get("fingerprint"), state.get("layer_seconds")
+    if not isinstance(counts, dict) or set(counts) != set(COUNTS) or not all(map(_count, counts.values())):
+        return f"'counts' must map {', '.join(COUNTS)} to integers of 0 or more, got {counts!r}"
+    if not isinstance(fingerprint, dict) or not set(FINGERPRINT_PARTS) <= set(fingerprint):
+        return f"'fingerprint' must be an object with keys {', '.join(FINGERPRINT_PARTS)}, got {fingerprint!r}"
+    if not isinstance(seconds, dict) or not all(map(_seconds, seconds.values())):
+        return f"'layer_seconds' must map node ids to seconds, got {seconds!r}"
+    if not isinstance(state.get("done"), bool):
+        return f"'done' must be true or false, got {state.get('done')!r}"
+    if counts["docs"] + counts["rejected"] > state["input_line"] or state["input_line"] > state["input_offset"]:
+        return (f"{counts['docs']} documents and {counts['rejected']} rejected lines do not fit in input line "
+                f"{state['input_line']} at byte {state['input_offset']}")
+    if counts["linked"] > counts["mentions"]:
+        return f"{counts['linked']} linked mentions out of {counts['mentions']}"
+    if (counts["docs"] > 0) != (state["output_bytes"] > 0):
+        return f"{counts['docs']} documents but {state['output_bytes']} output bytes"
+    if state["rejects_bytes"] and not counts["rejected"]:
+        return f"no rejected lines but {state['rejects_bytes']} rejects bytes"
+    return None
+
+
+def check_output(path: Path, output: Path | None, key: str, state: dict[str, Any]) -> None:
+    """``output`` holds at least the ``state[key]`` bytes the checkpoint records, ending at a line boundary."""
+    size = state[key]
+    if output is None:
+        if size:
+            raise checkpoint_error(path, f"{key!r} is {size}, but the job writes no such file")
+        return
+    actual = output.stat().st_size if output.is_file() else 0
+    if actual < size:
+        raise checkpoint_error(path, f"{output} has {actual} bytes, but {key!r} says {size}")
+    if size == 0:
+        return
+    with open(output, "rb") as handle:
+        handle.seek(size - 1)
+        around = handle.read(3)
+    # gzip: a member (one batch) starts right after, or nothing, or the start of a torn member
+    whole = GZIP_MAGIC.startswith(around[1:]) if output.name.endswith(".gz") else around[:1] == b"\n"
+    if not whole:
+        raise checkpoint_error(path, f"{key!r} {size} is not the end of a whole line of {output}")
 
 
 def check_fingerprint(path: Path, saved: dict[str, Any], current: dict[str, Any]) -> None:
@@ -72,8 +154,9 @@ def check_fingerprint(path: Path, saved: dict[str, Any], current: dict[str, Any]
 def write_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Replace ``path`` atomically: write a temporary file, fsync it, rename it, fsync the directory."""
     tmp = path.with_name(f".{path.name}.tmp")
+    signed = {**state, "checksum": checksum(state)}
     with open(tmp, "wb") as handle:
-        handle.write(orjson.dumps(state, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+        handle.write(orjson.dumps(signed, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
@@ -99,11 +182,7 @@ class BatchFile:
         self.path = Path(path)
         self.compress = self.path.name.endswith(".gz")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if keep_bytes:
-            size = self.path.stat().st_size if self.path.exists() else 0
-            if size < keep_bytes:
-                raise InputError(f"{self.path}: {size} bytes, but the checkpoint recorded {keep_bytes}; "
-                                 "the file was truncated or replaced; start over with --overwrite")
+        if keep_bytes:  # checked against the file by check_output
             self.handle = open(self.path, "r+b")  # noqa: SIM115 - closed in close()
             self.handle.truncate(keep_bytes)
             self.handle.seek(keep_bytes)

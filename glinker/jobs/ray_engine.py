@@ -26,16 +26,16 @@ import ray
 
 from ..errors import InputError
 from ..models.batching import WORKERS_ENV
-from .checkpoint import BatchFile, checkpoint_path, fsync_dir, write_checkpoint
+from .checkpoint import COUNTS, BatchFile, checkpoint_path, fsync_dir, write_checkpoint
 from .pipeline import Linker
 from .reader import open_input
 from .runner import (
-    COUNTS,
     LinkJob,
     add_layer_seconds,
     finished,
     fresh_state,
     iter_job_batches,
+    open_at,
     prepare_state,
     summary,
 )
@@ -179,7 +179,8 @@ def _prepare_shards(job: LinkJob, stamp_data: dict[str, Any]) -> Path:
 
 def run_ray(job: LinkJob, address: str | None = None, num_workers: int = 2, gpus_per_worker: float = 0.0,
             shard_docs: int = 10_000, merge: bool = True) -> dict[str, Any]:
-    """Run ``job`` on Ray; returns the summary (as the local engine's, plus the shard count)."""
+    """Run ``job`` on Ray, holding its output's lock; returns the summary (as the local engine's, plus the
+    shard count)."""
     started = time.perf_counter()
     job.check()
     if num_workers < 1:
@@ -188,12 +189,27 @@ def run_ray(job: LinkJob, address: str | None = None, num_workers: int = 2, gpus
         raise InputError(f"--shard-docs must be at least 1, got {shard_docs}")
     if gpus_per_worker and job.device is None:
         job.device = "cuda"
-    if job.resume and checkpoint_path(job.output).exists():
-        state = prepare_state(job)
-        if not state["done"]:
-            raise InputError(f"{checkpoint_path(job.output)} is the checkpoint of an interrupted local run; "
-                             "resume it with --engine local")
-        return {**summary(job, state, started, state["input_line"]), "shards": 0}
+    with job.locked():
+        if job.resume and checkpoint_path(job.output).exists():
+            return _finished_run(job, started)
+        return _run_shards(job, address, num_workers, gpus_per_worker, shard_docs, merge, started)
+
+
+def _finished_run(job: LinkJob, started: float) -> dict[str, Any]:
+    """The summary of a job whose checkpoint says it is done (Ray does not resume a local run)."""
+    state = prepare_state(job)
+    if not state["done"]:
+        raise InputError(f"{checkpoint_path(job.output)} is the checkpoint of an interrupted local run; "
+                         "resume it with --engine local")
+    stream, raw = open_at(job, state)
+    stream.close()
+    raw.close()
+    return {**summary(job, state, started, state["input_line"]), "shards": 0}
+
+
+def _run_shards(job: LinkJob, address: str | None, num_workers: int, gpus_per_worker: float, shard_docs: int,
+                merge: bool, started: float) -> dict[str, Any]:
+    """Link the input shard by shard on a pool of actors, then merge the parts in input order."""
     fingerprint = job.fingerprint()
     batches_per_shard = math.ceil(shard_docs / job.batch_size)
     parts = _prepare_shards(job, {**fingerprint, "batches_per_shard": batches_per_shard})

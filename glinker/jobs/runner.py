@@ -9,24 +9,27 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from ..errors import InputError
+from ..locks import exclusive
 from .checkpoint import (
+    COUNTS,
     VERSION,
     BatchFile,
     check_fingerprint,
+    check_output,
+    checkpoint_error,
     checkpoint_path,
     input_fingerprint,
     read_checkpoint,
     write_checkpoint,
 )
 from .pipeline import Linker, kb_fingerprint, load_pipeline, sha256_json
-from .reader import Batch, InputOptions, check_options, iter_batches, open_input
-
-COUNTS = ("docs", "mentions", "linked", "rejected")
+from .reader import Batch, InputOptions, check_options, iter_batches, iter_items, open_input
 
 
 @dataclass
@@ -57,11 +60,30 @@ class LinkJob:
             raise InputError(f"--limit must be 0 or more, got {self.limit}")
         if self.resume and self.overwrite:
             raise InputError("--resume and --overwrite exclude each other")
-        paths = [Path(self.output).resolve(), Path(self.input).resolve()]
-        if self.rejects is not None:
-            paths.append(Path(self.rejects).resolve())
+        self.check_paths()
+
+    def check_paths(self) -> None:
+        """The input is a file; the output and rejects are files (existing or not) in existing folders."""
+        if not Path(self.input).is_file():
+            raise InputError(f"--input {self.input}: not found or not a file")
+        named = [("--output", Path(self.output))] + ([("--rejects", Path(self.rejects))] if self.rejects else [])
+        for option, path in named:
+            if path.is_dir():
+                raise InputError(f"{option} {path} is a folder; give a file name")
+            if not path.parent.is_dir():
+                raise InputError(f"{option} {path}: the folder {path.parent} does not exist")
+        paths = [Path(self.input).resolve(), *(path.resolve() for _, path in named)]
         if len(set(paths)) != len(paths):
             raise InputError("--input, --output and --rejects must be different files")
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the output's lock (it covers the checkpoint) and the rejects file's for the whole run."""
+        with ExitStack() as stack:
+            for path in (self.output, self.rejects):
+                if path is not None:
+                    stack.enter_context(exclusive(path, what="glinker link"))
+            yield
 
     def fingerprint(self) -> dict[str, Any]:
         """What decides the output bytes; a resumed job must match it exactly."""
@@ -86,13 +108,14 @@ def fresh_state(fingerprint: dict[str, Any]) -> dict[str, Any]:
 
 def prepare_state(job: LinkJob) -> dict[str, Any]:
     """The state to start from: fresh, or the checkpoint of an interrupted run (checked against the job)."""
-    job.check()
     fingerprint = job.fingerprint()
     ckpt = checkpoint_path(job.output)
     existing = [p for p in (Path(job.output), ckpt, job.rejects and Path(job.rejects)) if p and p.exists()]
     if job.resume and ckpt.exists():
         state = read_checkpoint(ckpt)
-        check_fingerprint(ckpt, state.get("fingerprint", {}), fingerprint)
+        check_fingerprint(ckpt, state["fingerprint"], fingerprint)
+        check_output(ckpt, Path(job.output), "output_bytes", state)
+        check_output(ckpt, job.rejects and Path(job.rejects), "rejects_bytes", state)
         return state
     if job.resume and Path(job.output).exists():
         raise InputError(f"cannot resume: {job.output} exists but has no checkpoint {ckpt}; "
@@ -101,6 +124,30 @@ def prepare_state(job: LinkJob) -> dict[str, Any]:
         raise InputError(f"{existing[0]} already exists; pass --resume to continue an interrupted job "
                          "or --overwrite to start over")
     return fresh_state(fingerprint)
+
+
+def open_at(job: LinkJob, state: dict[str, Any]) -> tuple[BinaryIO, BinaryIO]:
+    """The input positioned at ``state["input_offset"]``, which must end a line (or the file).
+
+    For a finished job, the rest of the input must hold no document (blank JSONL lines only).
+    """
+    ckpt, offset = checkpoint_path(job.output), state["input_offset"]
+    stream, raw = open_input(job.input)
+    try:
+        if offset:
+            stream.seek(offset - 1)
+            last = stream.read(1)
+            if not last:
+                raise checkpoint_error(ckpt, f"'input_offset' {offset} is past the end of {job.input}")
+            if last != b"\n" and stream.peek(1)[:1]:
+                raise checkpoint_error(ckpt, f"'input_offset' {offset} is not the end of a line of {job.input}")
+        if state["done"] and any(item is not None for item, _, _ in iter_items(stream, job.reader, state["input_line"], offset)):
+            raise checkpoint_error(ckpt, f"'done' is true, but {job.input} goes on after line {state['input_line']}")
+    except BaseException:
+        stream.close()
+        raw.close()
+        raise
+    return stream, raw
 
 
 class Progress:
@@ -162,13 +209,25 @@ def summary(job: LinkJob, state: dict[str, Any], started: float, resumed_from: i
 
 
 def run_local(job: LinkJob) -> dict[str, Any]:
-    """Run (or resume) ``job`` in this process; returns the summary."""
+    """Run (or resume) ``job`` in this process, holding its output's lock; returns the summary."""
     started = time.perf_counter()
-    state = prepare_state(job)
+    job.check()
+    with job.locked():
+        state = prepare_state(job)
+        stream, raw = open_at(job, state)
+        try:
+            if state["done"]:
+                return summary(job, state, started, state["input_line"])
+            return link_rest(job, state, stream, raw, started)
+        finally:
+            stream.close()
+            raw.close()
+
+
+def link_rest(job: LinkJob, state: dict[str, Any], stream: BinaryIO, raw: BinaryIO, started: float) -> dict[str, Any]:
+    """Link the input from where ``stream`` stands, batch by batch, checkpointing after each."""
     resumed_from = state["input_line"]
     ckpt = checkpoint_path(job.output)
-    if state["done"]:
-        return summary(job, state, started, resumed_from)
     loading = time.perf_counter()
     linker = Linker(job.config, job.kb, device=job.device, candidates=job.candidates,
                     max_text_chars=job.reader.max_text_chars)
@@ -176,9 +235,7 @@ def run_local(job: LinkJob) -> dict[str, Any]:
     write_checkpoint(ckpt, state)
     out = BatchFile(job.output, state["output_bytes"])
     rejects = BatchFile(job.rejects, state["rejects_bytes"]) if job.rejects else None
-    stream, raw = open_input(job.input)
     try:
-        stream.seek(state["input_offset"])
         counts = state["counts"]
         limit = None if job.limit is None else max(job.limit - counts["docs"] - counts["rejected"], 0)
         progress = Progress(Path(job.input).stat().st_size, raw.tell(), job.progress)
@@ -200,8 +257,6 @@ def run_local(job: LinkJob) -> dict[str, Any]:
             progress.update(raw.tell(), run_docs, run_mentions)
         progress.close()
     finally:
-        stream.close()
-        raw.close()
         out.close()
         if rejects is not None:
             rejects.close()
