@@ -246,7 +246,8 @@ def test_gzip_and_text_formats_give_the_same_records(bulk, tmp_path):
 
 
 def test_local_and_ray_engines_write_the_same_bytes(bulk, tmp_path):
-    pytest.importorskip("ray")
+    if os.environ.get("GLINKER_REQUIRE_RAY") != "1":  # CI (.ci/run) installs the ray extra and requires it
+        pytest.importorskip("ray")
     data = tmp_path / "in.jsonl"
     data.write_bytes(with_bad_lines(bulk.rows[:120], every=20))
     local, distributed = tmp_path / "local.jsonl", tmp_path / "ray.jsonl"
