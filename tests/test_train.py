@@ -203,3 +203,12 @@ def test_resume_after_sigkill_continues_at_the_checkpoint_step(tmp_path, backbon
     resumed = summary["resumed"]
     assert resumed and resumed[0]["round"] == 0 and resumed[0]["step"] >= 10
     assert [h["step"] for h in summary["history"]] == [0, 40]
+
+
+def test_a_second_run_on_the_same_output_fails_naming_the_holder(tmp_path, backbone):
+    from glinker.locks import LockedError, exclusive
+
+    out = tmp_path / "run"
+    with exclusive(out, what="glinker train"), pytest.raises(LockedError, match=str(os.getpid())):
+        train(retriever_config(backbone), out=out, max_steps=1, quiet=True)
+    assert not out.exists()

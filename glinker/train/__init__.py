@@ -19,6 +19,7 @@ def train(config: str | Path | dict[str, Any] | TrainConfig, out: str | Path | N
           max_steps: int | None = None, device: str | None = None, quiet: bool = False) -> dict[str, Any]:
     """Run one training config; returns the summary (also written to ``OUT/summary.json``)."""
     from ..errors import ConfigError
+    from ..locks import exclusive
     from .run import TrainRun
 
     config = config if isinstance(config, TrainConfig) else load_train_config(config)
@@ -26,8 +27,10 @@ def train(config: str | Path | dict[str, Any] | TrainConfig, out: str | Path | N
     if not str(out) or out == Path("."):
         raise ConfigError("no output folder: pass --out DIR (or set training.output_dir)")
     run = TrainRun(config, out, resume=resume, max_steps=max_steps, device=device, quiet=quiet)
-    run.prepare()
-    return _TASKS[config.task](run)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive(out, what="glinker train"):  # one run per output folder
+        run.prepare()
+        return _TASKS[config.task](run)
 
 
 def _retriever(run):
