@@ -34,14 +34,14 @@ def bc5cdr_docs(split: str = "test") -> list[dict]:
     return [d for d in docs if split in (None, "all") or d["split"] == split]
 
 
-def medic_kb_dir(template: str = "{label}: {description}") -> Path:
-    """The MEDIC KB embedded with MiniLM (names and entities), built once and cached."""
+def medic_kb_dir(template: str = "{label}: {description}", encoder: str = MINILM, name: str = "medic-minilm") -> Path:
+    """The MEDIC KB embedded with ``encoder`` (names and entities), built once and cached as ``name``."""
     from glinker.kb.build import build_kb_dir
 
-    out = CACHE / "medic-minilm"
+    out = CACHE / name
     if not (out / "manifest.json").exists():
         print(f"building {out} (embeds ~78k names once; cached for later runs)", file=sys.stderr)
-        build_kb_dir(MEDIC, out, MINILM, template=template, progress=True)
+        build_kb_dir(MEDIC, out, encoder, template=template, progress=True)
     return out
 
 

@@ -24,21 +24,15 @@ from pathlib import Path
 
 import orjson
 import yaml
-from common import BC5CDR, CACHE, MEDIC, MINILM, ROOT, medic_kb_dir, require_shared_data
+from common import BC5CDR, MINILM, ROOT, medic_kb_dir, require_shared_data
 
 
 def kb_dir_for(encoder: str | None) -> Path:
     """The MEDIC kb_dir embedded with ``encoder`` (MiniLM when None), built once and cached."""
     if encoder is None:
         return medic_kb_dir()
-    from glinker.kb.build import build_kb_dir
-
     key = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(Path(encoder).glob("*.safetensors")))).hexdigest()
-    out = CACHE / f"medic-{key[:12]}"
-    if not (out / "manifest.json").exists():
-        print(f"building {out} with {encoder}", file=sys.stderr)
-        build_kb_dir(MEDIC, out, encoder, template="{label}: {description}", progress=True)
-    return out
+    return medic_kb_dir(encoder=encoder, name=f"medic-{key[:12]}")
 
 
 def pipeline(encoder: str | None, ner: str | None, threshold: float) -> dict:
