@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import importlib
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
@@ -142,14 +141,19 @@ NETWORK_KEYS = {"push_to_hub": "pushes to the Hugging Face Hub", "hub_token": "a
 OFFLINE_REPORTERS = {"none", "tensorboard", "csv"}
 
 
-# The Hugging Face arguments class each task trains with: (module, class).
-ARGUMENTS_CLASSES = {"retriever": ("sentence_transformers", "SentenceTransformerTrainingArguments"),
-                     "ner": ("gliner.training", "TrainingArguments")}
+# The Hugging Face arguments class each task trains with.
+ARGUMENTS_CLASSES = {"retriever": "sentence_transformers.SentenceTransformerTrainingArguments",
+                     "ner": "gliner.training.TrainingArguments"}
 
 
 def arguments_class(task: str) -> type:
-    module, name = ARGUMENTS_CLASSES[task]
-    return getattr(importlib.import_module(module), name)
+    if task == "ner":
+        from gliner.training import TrainingArguments
+
+        return TrainingArguments
+    from sentence_transformers import SentenceTransformerTrainingArguments
+
+    return SentenceTransformerTrainingArguments
 
 
 @cache
@@ -200,7 +204,7 @@ class TrainConfig(_Section):
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 own = f" plus {sorted(TASK_TRAINING_KEYS[self.task])}" if TASK_TRAINING_KEYS[self.task] else ""
                 raise ConfigError(f"training.{key}: unknown key{hint}; keys are the fields of "
-                                  f"{'.'.join(ARGUMENTS_CLASSES[self.task])}{own}")
+                                  f"{ARGUMENTS_CLASSES[self.task]}{own}")
 
 
 def _error(where: str, exc: ValidationError, prefix: str) -> ConfigError:
