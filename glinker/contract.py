@@ -78,7 +78,7 @@ def field_type(root: type, fields: str | None, reduce: str) -> Any:
     """The type an input receives: ``fields`` (a path such as ``entities`` or ``mentions[*].text``) of a
     value of type ``root``, then ``reduce``; it mirrors how the executor resolves the value."""
     value_type: Any = root
-    for part in (fields or "").split(".") if fields else ():
+    for part in fields.split(".") if fields else ():
         mapped = part.endswith("[*]")
         name = part[:-3] if mapped else part
         if not name:

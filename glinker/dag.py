@@ -1,8 +1,10 @@
 """The pipeline engine: DAGPipeline (a validated config), PipeContext (outputs of a run), DAGExecutor.
 
 A config is validated completely before any model loads: unknown processors and keys, missing
-inputs or sources, duplicate ids and cycles are :class:`ConfigError`s naming the node and key.
-Nodes run in topological order (networkx); inside a node the whole batch of texts is processed at once.
+inputs or sources, inputs wired to a source of the wrong type (checked against the layers' declared
+contracts, see :mod:`glinker.contract`), duplicate ids and cycles are :class:`ConfigError`s naming
+the node and key. Nodes run in topological order (networkx); inside a node the whole batch of texts
+is processed at once, and the texts carry the per-text facts layers share (:class:`~glinker.text.TextBatch`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from .inputs import DEFAULT_MAX_TEXT_CHARS, ExecuteInput, validate_mentions, val
 from .kb import KnowledgeBase, LoadReport
 from .registry import contract, load_layer
 from .templates import parse_template
+from .text import TextBatch
 
 INPUT_SOURCE = "$input"
 
@@ -403,7 +406,7 @@ class DAGExecutor:
         if "texts" not in pipeline_input:
             raise InputError("execute() input has no 'texts'")
         data = dict(pipeline_input)
-        data["texts"] = validate_texts(pipeline_input["texts"], self.max_text_chars)
+        data["texts"] = TextBatch(validate_texts(pipeline_input["texts"], self.max_text_chars))
         if pipeline_input.get("entities") is not None:
             data["entities"] = validate_mentions(pipeline_input["entities"], data["texts"])
         return data
@@ -438,7 +441,8 @@ class DAGExecutor:
             return report
 
     def precompute_embeddings(self, batch_size: int = 64, target_layers: list[str] | None = None) -> dict[str, int]:
-        """Embed every KB entity for each layer that uses vectors; returns vectors made per node."""
+        """Embed every KB entity for each layer that uses vectors; returns vectors made per node.
+        ``target_layers`` is accepted for glinker 0.1.x compatibility: every such layer precomputes."""
         done = {}
         with self._lock:
             for node_id, processor in self.processors.items():

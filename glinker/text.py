@@ -1,9 +1,10 @@
-"""Text helpers shared by layers: windows over long texts, abbreviation definitions."""
+"""Text helpers shared by layers: windows over long texts, abbreviation definitions, and the batch of
+texts that carries the facts several layers need about each text."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 _BREAKS = ("\n\n", "\n", ". ", "; ", ", ", " ")
 
@@ -72,3 +73,37 @@ def _best_long_form(short: str, candidate: str) -> str | None:
     if len(long_form) <= len(short) or long_form.lower().startswith(short.lower() + " "):
         return None
     return long_form
+
+
+class TextFacts:
+    """What several layers need to know about one text, each found once, when first asked for."""
+
+    __slots__ = ("_abbreviations", "text")
+
+    def __init__(self, text: str):
+        self.text = text
+        self._abbreviations: dict[str, str] | None = None
+
+    @property
+    def abbreviations(self) -> dict[str, str]:
+        """Short forms defined in the text ("long form (SF)") -> their long form."""
+        if self._abbreviations is None:
+            self._abbreviations = abbreviations(self.text)
+        return self._abbreviations
+
+
+class TextBatch(list):
+    """The texts of one ``execute`` call (a list of strings) with their :class:`TextFacts`.
+
+    The executor hands this one object to every layer that reads the texts, so a fact about a text
+    is found once per batch, whichever layers ask for it.
+    """
+
+    def __init__(self, texts: Iterable[str] = ()):
+        super().__init__(texts)
+        self.facts = [TextFacts(text) for text in self]
+
+
+def facts_of(texts: Sequence[str]) -> list[TextFacts]:
+    """The facts of a batch's texts: those it carries, or new ones for a plain list."""
+    return texts.facts if isinstance(texts, TextBatch) else [TextFacts(text) for text in texts]

@@ -71,6 +71,7 @@ class Candidate(_Record):
     source: str = ""
     score: float = 0.0
     matched_name: str = ""
+    kb_row: int = -1  # its row in the loaded KB (set by L2); -1 for a candidate made outside the pipeline
 
 
 DatabaseRecord = Candidate
@@ -78,7 +79,8 @@ DatabaseRecord = Candidate
 
 @dataclass(slots=True)
 class MentionCandidates(_Record):
-    """One mention with its L2 candidates, best first."""
+    """One mention with its L2 candidates, best first. Groups are listed per text in mention order:
+    a group's position there is the mention's index, which L3/L4 links and L0 records carry."""
 
     mention: Mention
     candidates: list[Candidate]
@@ -86,7 +88,11 @@ class MentionCandidates(_Record):
 
 @dataclass(slots=True)
 class L3Entity(_Record):
-    """The disambiguation of one mention. ``entity_id`` is None when no candidate passed the threshold."""
+    """The disambiguation of one mention. ``entity_id`` is None when no candidate passed the threshold.
+
+    ``mention_index`` is the position of its mention among the text's L2 candidate groups (None for
+    a link made outside the pipeline, which L0 matches by span instead).
+    """
 
     text: str
     start: int
@@ -96,6 +102,13 @@ class L3Entity(_Record):
     score: float
     class_probs: dict[str, float] = field(default_factory=dict)
     stage: str = "l3"
+    mention_index: int | None = None
+
+    def serves(self, index: int, mention: Mention) -> bool:
+        """Whether this is the link of mention ``index`` (by identity; by span for a link made outside)."""
+        if self.mention_index is not None:
+            return self.mention_index == index
+        return (self.start, self.end) == (mention.start, mention.end)
 
 
 @dataclass(slots=True)
@@ -125,6 +138,7 @@ class L0Entity(_Record):
     is_linked: bool = False
     candidate_scores: dict[str, float] = field(default_factory=dict)
     pipeline_stage: str = ""
+    mention_index: int | None = None  # its mention's L2 group in the text (None: a link that matched no mention)
 
 
 @dataclass(slots=True)
@@ -140,6 +154,14 @@ class L2Output(_Record):
 @dataclass(slots=True)
 class L3Output(_Record):
     entities: list[list[L3Entity]]
+
+    @classmethod
+    def aligned(cls, entities: list[list[L3Entity]]) -> L3Output:
+        """Links made one per candidate group, in the groups' order: each gets its mention's index."""
+        for per_text in entities:
+            for index, entity in enumerate(per_text):
+                entity.mention_index = index
+        return cls(entities)
 
 
 @dataclass(slots=True)

@@ -1,4 +1,5 @@
-"""Pipeline layers, one module per processor; each exposes ``build(node, config, runtime)``.
+"""Pipeline layers, one module per processor; each holds ``CONTRACT`` (glinker.contract.LayerContract:
+its config model, input sockets, output) and ``build(config, setup)``.
 
 Layers depend only on glinker's public types and helpers, never on one another.
 """

@@ -1,8 +1,9 @@
-"""L0: one record per mention, joining its L1 span, L2 candidates and L3/L4 link.
+"""L0: one record per mention, joining its L2 candidates and its L3/L4 link.
 
-L3/L4 entities are matched to mentions by span (within ``position_tolerance`` characters). With
-``strict_matching`` only mentions given by L1 (or the input) are reported; otherwise linked spans that
-match no mention are reported as well.
+A link made by L3/L4 carries the index of its mention, so it joins its mention directly; a link made
+outside the pipeline (no index) is matched by span, within ``position_tolerance`` characters. With
+``strict_matching`` only mentions given by L1 (or the input) are reported, matched by span since
+they may come from outside; otherwise linked spans that match no mention are reported as well.
 """
 
 from __future__ import annotations
@@ -40,30 +41,43 @@ class Aggregator:
     def _aggregate(self, groups: list[MentionCandidates], links: list[L3Entity], l1: list[Mention] | None) -> list[L0Entity]:
         c = self.config
         allowed = {(m.start, m.end) for m in l1} if (l1 is not None and c.strict_matching) else None
-        kept = [g for g in groups if allowed is None or (g.mention.start, g.mention.end) in allowed]
-        by_span: dict[tuple[int, int], L3Entity] = {}
-        for lk in links:
-            by_span.setdefault((lk.start, lk.end), lk)
-        used = set()
-        chosen: list[L3Entity | None] = []
-        for group in kept:  # each link serves one mention: first the mention at its exact span ...
-            span = (group.mention.start, group.mention.end)
-            chosen.append(by_span.get(span) if span not in used else None)
-            if chosen[-1] is not None:
-                used.add(span)
-        for i, group in enumerate(kept):  # ... then, within the tolerance, a mention that has none
-            if chosen[i] is None and (link := self._near(links, group.mention, used)) is not None:
-                used.add((link.start, link.end))
-                chosen[i] = link
-        records = [self._record(g.mention, g.candidates, link) for g, link in zip(kept, chosen, strict=True)]
+        kept = [j for j, g in enumerate(groups) if allowed is None or (g.mention.start, g.mention.end) in allowed]
+        chosen = self._match(groups, kept, links)
+        records = [self._record(groups[j].mention, groups[j].candidates, chosen.get(j), j) for j in kept]
         if not c.strict_matching:
+            used = {(link.start, link.end) for link in chosen.values()}
             for link in links:
                 if (link.start, link.end) not in used and link.entity_id is not None:
                     used.add((link.start, link.end))
-                    records.append(self._record(Mention(link.text, link.start, link.end), [], link))
+                    records.append(self._record(Mention(link.text, link.start, link.end), [], link, None))
         records = [r for r in records if c.include_unlinked or r.is_linked]
         records.sort(key=lambda r: (r.mention_start, -r.mention_end))
         return records
+
+    def _match(self, groups: list[MentionCandidates], kept: list[int], links: list[L3Entity]) -> dict[int, L3Entity]:
+        """The link of each kept mention: the one that carries its index; for links made outside the
+        pipeline, the first at its exact span, else the nearest within ``position_tolerance``. Each
+        link serves one mention."""
+        wanted = set(kept)
+        chosen: dict[int, L3Entity] = {}
+        for link in links:
+            if link.mention_index in wanted and link.mention_index not in chosen:
+                chosen[link.mention_index] = link
+        outside = [link for link in links if link.mention_index is None]
+        by_span: dict[tuple[int, int], L3Entity] = {}
+        for link in outside:
+            by_span.setdefault((link.start, link.end), link)
+        used: set[tuple[int, int]] = set()
+        for j in kept:  # first the mention at the link's exact span ...
+            span = (groups[j].mention.start, groups[j].mention.end)
+            if j not in chosen and span not in used and span in by_span:
+                chosen[j] = by_span[span]
+                used.add(span)
+        for j in kept:  # ... then, within the tolerance, a mention that has none
+            if j not in chosen and (link := self._near(outside, groups[j].mention, used)) is not None:
+                used.add((link.start, link.end))
+                chosen[j] = link
+        return chosen
 
     def _near(self, links: list[L3Entity], m: Mention, used: set) -> L3Entity | None:
         tol = self.config.position_tolerance
@@ -71,7 +85,7 @@ class Aggregator:
                  and abs(lk.start - m.start) <= tol and abs(lk.end - m.end) <= tol]
         return min(close, key=lambda lk: abs(lk.start - m.start) + abs(lk.end - m.end), default=None)
 
-    def _record(self, m: Mention, candidates: list, link: L3Entity | None) -> L0Entity:
+    def _record(self, m: Mention, candidates: list, link: L3Entity | None, index: int | None) -> L0Entity:
         c = self.config
         linked = None
         if link is not None and link.entity_id is not None and link.score >= c.min_confidence:
@@ -99,6 +113,7 @@ class Aggregator:
             is_linked=linked is not None,
             candidate_scores=dict(link.class_probs) if link is not None else {},
             pipeline_stage=stage,
+            mention_index=index,
         )
 
     @staticmethod

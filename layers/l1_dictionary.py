@@ -5,6 +5,7 @@ from __future__ import annotations
 from glinker.config import L1DictionaryConfig
 from glinker.contract import LayerContract, LayerSetup, Socket
 from glinker.kb.gazetteer import Gazetteer
+from glinker.text import facts_of
 from glinker.types import L1Output
 
 
@@ -23,7 +24,8 @@ class DictionaryMentions:
 
     def __call__(self, texts: list[str]) -> L1Output:
         c = self.config
-        return L1Output([self.gazetteer.find(t, c.max_left_context, c.max_right_context) for t in texts])
+        return L1Output([self.gazetteer.find(f.text, c.max_left_context, c.max_right_context, f.abbreviations)
+                         for f in facts_of(texts)])
 
 
 CONTRACT = LayerContract(config=L1DictionaryConfig, inputs={"texts": Socket()}, output=L1Output)

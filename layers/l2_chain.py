@@ -20,7 +20,7 @@ from glinker.kb.gazetteer import Gazetteer
 from glinker.kb.hierarchy import ancestor_votes
 from glinker.registry import retriever
 from glinker.retrievers import Hits, Query
-from glinker.text import abbreviations
+from glinker.text import facts_of
 from glinker.types import L2Output, Mention, MentionCandidates
 
 
@@ -38,7 +38,7 @@ class CandidateRetriever:
         if mentions is None:
             if texts is None:
                 raise InputError("l2_chain needs 'mentions' or 'texts'; the input has neither")
-            mentions = [self.gazetteer.find(t) for t in texts]
+            mentions = [self.gazetteer.find(f.text, defined=f.abbreviations) for f in facts_of(texts)]
         elif texts is not None and len(mentions) != len(texts):
             raise InputError(f"l2_chain got {len(mentions)} mention lists for {len(texts)} texts")
         limit = self.config.max_mentions_per_text
@@ -54,9 +54,10 @@ class CandidateRetriever:
     def _queries(self, mentions: list[list[Mention]], texts: list[str] | None) -> list[Query]:
         """Search strings per mention: its text, plus the long form of an abbreviation defined in the text."""
         queries = []
-        for t, per_text in enumerate(mentions):
-            defined = abbreviations(texts[t]) if (self.config.abbreviations and texts) else {}
-            text = texts[t] if texts is not None else None
+        facts = facts_of(texts) if texts is not None else [None] * len(mentions)
+        for per_text, text_facts in zip(mentions, facts, strict=True):
+            defined = text_facts.abbreviations if (self.config.abbreviations and text_facts) else {}
+            text = text_facts.text if text_facts else None
             for mention in per_text:
                 long_form = defined.get(mention.text.strip())
                 strings = (mention.text, long_form) if long_form else (mention.text,)

@@ -14,6 +14,7 @@ from glinker.errors import InputError
 from glinker.linking import consistent_rankings, decide
 from glinker.linking.backends import make_scorer
 from glinker.models.resolve import detect_backend
+from glinker.text import facts_of
 from glinker.types import L3Output, MentionCandidates
 
 
@@ -31,11 +32,13 @@ class BatchLinker:
                   for per_text in candidates]
         scores = self.scorer.score(texts, groups)
         out = []
-        for text, per_text, per_scores in zip(texts, groups, scores, strict=True):
-            rankings = consistent_rankings(text, per_text, per_scores) if self.config.consistency else per_scores
+        for facts, per_text, per_scores in zip(facts_of(texts), groups, scores, strict=True):
+            rankings = per_scores
+            if self.config.consistency:
+                rankings = consistent_rankings(facts.text, per_text, per_scores, facts.abbreviations)
             out.append([decide(g, s, self.config.threshold, "l3", r)
                         for g, s, r in zip(per_text, per_scores, rankings, strict=True)])
-        return L3Output(out)
+        return L3Output.aligned(out)
 
     def precompute(self, batch_size: int = 64, progress: bool = False) -> int:
         return self.scorer.precompute(batch_size=batch_size, progress=progress)

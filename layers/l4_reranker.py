@@ -46,7 +46,7 @@ class Reranker:
                 restored[order] = s
                 decided.append(decide(g, restored, self.config.threshold, "l4"))
             out.append(decided)
-        return L3Output(out)
+        return L3Output.aligned(out)
 
     def precompute(self, batch_size: int = 64, progress: bool = False) -> int:
         return self.scorer.precompute(batch_size=batch_size, progress=progress)
@@ -58,8 +58,8 @@ def _l3_orders(candidates: list[list[MentionCandidates]], l3_entities: list[list
         raise InputError(f"l4_reranker got L3 results for {len(l3_entities)} texts but candidates for {len(candidates)}")
     orders = []
     for t, (per_text, per_l3) in enumerate(zip(candidates, l3_entities, strict=True)):
-        if len(per_l3) != len(per_text) or any((e.start, e.end) != (g.mention.start, g.mention.end)
-                                               for e, g in zip(per_l3, per_text, strict=True)):
+        if len(per_l3) != len(per_text) or not all(e.serves(j, g.mention)
+                                                   for j, (e, g) in enumerate(zip(per_l3, per_text, strict=True))):
             raise InputError(f"l4_reranker: text {t}: the L3 results do not match the mentions of the candidates")
         orders.append([
             np.argsort([-e.class_probs.get(c.entity_id, 0.0) for c in g.candidates], kind="stable")

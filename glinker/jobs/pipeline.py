@@ -158,7 +158,7 @@ class Linker:
         return result
 
     def _entities(self, records, groups) -> list[dict]:
-        by_span = {(g.mention.start, g.mention.end): g.candidates for g in groups} if groups is not None else None
+        """Output entities of one text; with ``groups`` (its L2 output), each with its first candidates."""
         out = []
         for r in records:
             link = r.linked_entity if r.is_linked else None
@@ -168,10 +168,11 @@ class Linker:
                 "entity_label": link.label if link else None,
                 "score": _score(link.score) if link else None,
             }
-            if by_span is not None:
+            if groups is not None:
+                candidates = groups[r.mention_index].candidates if r.mention_index is not None else []
                 entity["candidates"] = [
                     {"entity_id": c.entity_id, "label": c.label, "score": _score(c.score)}
-                    for c in by_span.get((r.mention_start, r.mention_end), [])[: self.candidates]
+                    for c in candidates[: self.candidates]
                 ]
             out.append(entity)
         return out

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from ..text import abbreviations as find_abbreviations
 from ..types import Mention
@@ -46,11 +46,13 @@ class Gazetteer:
         self.canonical_tokens = canonical_tokens
         self.abbreviations = abbreviations
 
-    def find(self, text: str, left_chars: int = 50, right_chars: int = 50) -> list[Mention]:
+    def find(self, text: str, left_chars: int = 50, right_chars: int = 50,
+             defined: Mapping[str, str] | None = None) -> list[Mention]:
+        """Mentions of KB names in ``text``; ``defined``: its abbreviations, when already found."""
         index = self.kb.name_index()
         matches = index.scan(text, min_chars=self.min_chars, canonical_tokens=self.canonical_tokens)
         if self.abbreviations:
-            matches = self._follow_abbreviations(text, matches)
+            matches = self._follow_abbreviations(text, matches, find_abbreviations(text) if defined is None else defined)
         mentions = []
         for match in matches:
             entity_type = self._accepted(text[match.start : match.end], match)
@@ -72,9 +74,8 @@ class Gazetteer:
             return None
         return store.types[ok[0][1]]
 
-    def _follow_abbreviations(self, text: str, matches: list[NameMatch]) -> list[NameMatch]:
+    def _follow_abbreviations(self, text: str, matches: list[NameMatch], defined: Mapping[str, str]) -> list[NameMatch]:
         index = self.kb.name_index()
-        defined = find_abbreviations(text)
         if not defined:
             return matches
         long_rows = {}

@@ -150,6 +150,7 @@ class EntityStore:
             source=source,
             score=float(score),
             matched_name=matched_name,
+            kb_row=row,
         )
 
     def render(self, rows: Iterable[int], template: str) -> list[str]:

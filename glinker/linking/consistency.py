@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -11,11 +12,14 @@ from ..text import abbreviations
 from ..types import MentionCandidates
 
 
-def consistent_rankings(text: str, groups: list[MentionCandidates], scores: list[np.ndarray]) -> list[np.ndarray]:
+def consistent_rankings(text: str, groups: list[MentionCandidates], scores: list[np.ndarray],
+                        defined: Mapping[str, str] | None = None) -> list[np.ndarray]:
     """One sense per discourse: mentions of a text with the same normalised surface, or a short form
     and the long form it abbreviates there ("Parkinson's disease (PD)"), are ranked by the sum of
-    their scores per entity, so they agree unless a mention lacks the group's best candidate."""
-    defined = {normalize_name(short): normalize_name(long) for short, long in abbreviations(text).items()}
+    their scores per entity, so they agree unless a mention lacks the group's best candidate.
+    ``defined``: the text's abbreviations, when already found."""
+    found = abbreviations(text) if defined is None else defined
+    defined = {normalize_name(short): normalize_name(long) for short, long in found.items()}
     members: dict[str, list[int]] = defaultdict(list)
     for i, group in enumerate(groups):
         surface = normalize_name(group.mention.text)
