@@ -8,6 +8,7 @@ function. Paths are taken as typed, relative to the current folder; the files bu
 from __future__ import annotations
 
 import argparse
+import glob
 import os
 import shutil
 import sys
@@ -106,11 +107,12 @@ def cmd_kb_build(args: argparse.Namespace) -> int:
 def remove_stale_builds(out: Path) -> None:
     """Delete the folders killed builds of ``out`` left (``.OUT.building-PID-*`` of a process that is
     gone, ``.OUT.old-*``); the caller holds the lock of ``out``."""
-    for leftover in out.parent.glob(f".{out.name}.building-*"):
+    name = glob.escape(out.name)
+    for leftover in out.parent.glob(f".{name}.building-*"):
         pid = leftover.name.rsplit(".building-", 1)[1].split("-")[0]
         if leftover.is_dir() and not (pid.isdigit() and process_alive(int(pid))):
             shutil.rmtree(leftover, ignore_errors=True)
-    for leftover in out.parent.glob(f".{out.name}.old-*"):
+    for leftover in out.parent.glob(f".{name}.old-*"):
         if leftover.is_dir():
             shutil.rmtree(leftover, ignore_errors=True)
 
@@ -150,11 +152,20 @@ def cmd_link(args: argparse.Namespace) -> int:
                           gpus_per_worker=args.num_gpus_per_worker, shard_docs=args.shard_docs, merge=not args.no_merge)
     else:
         summary = run_local(job)
-    layers = ", ".join(f"{node} {seconds:.1f}s" for node, seconds in summary["layer_seconds"].items())
-    print(f"{summary['docs']} docs, {summary['mentions']} mentions, {summary['linked']} linked, "
-          f"{summary['rejected']} rejected in {summary['seconds']:.1f}s; layers: {layers or '-'}", file=sys.stderr)
-    print(orjson.dumps(summary).decode())
+    print_link_summary(summary, to_stdout=args.output != "-")
     return 0
+
+
+def print_link_summary(summary: dict, to_stdout: bool) -> None:
+    """A line for people on stderr, and the summary as one JSON line on stdout unless the output goes there."""
+    run = summary["this_run"]
+    layers = ", ".join(f"{node} {seconds:.1f}s" for node, seconds in summary["layer_seconds"].items())
+    print(f"job total: {summary['docs']} docs, {summary['mentions']} mentions, {summary['linked']} linked, "
+          f"{summary['rejected']} rejected; this run: {run['docs']} docs, {run['mentions']} mentions, "
+          f"{run['rejected']} rejected from input line {summary['resumed_from_line']} in {summary['seconds']:.1f}s; "
+          f"layer time (job total): {layers or '-'}", file=sys.stderr)
+    if to_stdout:
+        print(orjson.dumps(summary).decode())
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -184,8 +195,9 @@ def _pipeline_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="override the device of every node: cpu, cuda, cuda:1 ...")
 
 
-def _reader_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--input", required=True, help="documents: .jsonl, .jsonl.gz, or text with --format txt")
+def _reader_args(parser: argparse.ArgumentParser, stdin: bool = False) -> None:
+    parser.add_argument("--input", required=True, help="documents: .jsonl, .jsonl.gz, or text with --format txt"
+                        + ("; - reads plain JSONL or text from stdin (no --resume)" if stdin else ""))
     parser.add_argument("--format", choices=["jsonl", "txt"], default="jsonl", help="txt: one document per line")
     parser.add_argument("--text-field", default="text", help="JSONL field holding the text (default: %(default)s)")
     parser.add_argument("--id-field", default="id", help="JSONL field holding the id; absent: the line number (default: %(default)s)")
@@ -225,8 +237,9 @@ def add_kb(sub) -> None:
 def add_link(sub) -> None:
     link = sub.add_parser("link", help="link a large JSONL/text file, streaming and resumable (bulk job)")
     _pipeline_args(link)
-    _reader_args(link)
-    link.add_argument("--output", required=True, help="linked JSONL (.jsonl, or .jsonl.gz); a checkpoint OUTPUT.ckpt goes beside it")
+    _reader_args(link, stdin=True)
+    link.add_argument("--output", required=True, help="linked JSONL (.jsonl, or .jsonl.gz); a checkpoint OUTPUT.ckpt "
+                      "goes beside it; - writes stdout (no checkpoint, the summary only on stderr)")
     link.add_argument("--batch-size", type=int, default=64, help="documents per pipeline call and per checkpoint (default: %(default)s)")
     link.add_argument("--limit", type=int, help="stop after this many input records (documents and rejected lines)")
     link.add_argument("--rejects", help="write bad input lines here (JSONL: line, reason, raw); they are always counted")

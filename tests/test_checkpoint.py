@@ -60,6 +60,9 @@ def test_an_untouched_checkpoint_resumes_to_the_same_bytes(job, tmp_path):
     assert not part["done"] and orjson.loads(checkpoint_path(tmp_path / "out.jsonl").read_bytes())["checksum"]
     resumed = run_local(job(resume=True))
     assert resumed["done"] and resumed["docs"] == whole["docs"] == 40 and resumed["rejected"] == 1
+    assert (part["this_run"]["docs"], part["this_run"]["rejected"]) == (9, 1)
+    assert resumed["this_run"] == {key: resumed[key] - part[key] for key in ("docs", "mentions", "linked", "rejected")}
+    assert whole["this_run"] == {key: whole[key] for key in ("docs", "mentions", "linked", "rejected")}
     assert (tmp_path / "out.jsonl").read_bytes() == (tmp_path / "whole.jsonl").read_bytes()
     assert run_local(job(resume=True))["done"]  # a finished job resumes to its summary
     assert not list(tmp_path.glob("*.lock"))

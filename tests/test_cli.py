@@ -5,11 +5,13 @@ import subprocess
 import sys
 import time
 
+import orjson
 import pytest
+import yaml
 
 from glinker import __version__
 from glinker.cli import build_parser
-from tests.conftest import DATA, ROOT
+from tests.conftest import DATA, ROOT, model_free_config
 
 pytestmark = pytest.mark.slow
 
@@ -130,3 +132,23 @@ def test_kb_build_cleans_stale_build_folders_and_ctrl_c_is_one_line(tmp_path):
     _, stderr = proc.communicate(timeout=300)
     assert (proc.returncode, stderr) == (130, "glinker: interrupted\n")
     assert list(tmp_path.iterdir()) == []  # the stale folders went first; the interrupted build left nothing
+
+
+def test_link_reads_stdin_and_writes_stdout(tmp_path):
+    """Issue 17.10: `--input -` and `--output -` for pipes; no checkpoint or lock file; summary on stderr."""
+    rows = [orjson.loads(line) for line in (DATA / "texts.jsonl").read_bytes().splitlines() if line.strip()]
+    data = b"".join(orjson.dumps({"id": i, "text": r["text"]}) + b"\n" for i, r in enumerate(rows * 3))
+    (tmp_path / "in.jsonl").write_bytes(data)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(model_free_config()))
+    link = ["link", "--config", "config.yaml", "--kb", DATA / "entities.jsonl", "--batch-size", 4, "--quiet"]
+    assert glinker(*link, "--input", "in.jsonl", "--output", "file.jsonl", cwd=tmp_path).returncode == 0
+    piped = subprocess.run([sys.executable, "-m", "glinker.cli", *map(str, link), "--input", "-", "--output", "-"],
+                           input=data, capture_output=True, cwd=tmp_path, env=ENV, timeout=600)
+    assert piped.returncode == 0, piped.stderr.decode()
+    assert piped.stdout == (tmp_path / "file.jsonl").read_bytes()
+    assert piped.stderr.decode().startswith("job total: 30 docs, ") and piped.stderr.count(b"\n") == 1
+    assert "glinker: error: --resume needs files" in one_line_error(
+        glinker(*link, "--input", "-", "--output", "x.jsonl", "--resume", cwd=tmp_path))
+    assert "--engine ray needs files" in one_line_error(
+        glinker(*link, "--input", "in.jsonl", "--output", "-", "--engine", "ray", cwd=tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml", "file.jsonl", "file.jsonl.ckpt", "in.jsonl"]

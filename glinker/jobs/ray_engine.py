@@ -37,6 +37,7 @@ from .runner import (
     iter_job_batches,
     open_at,
     prepare_state,
+    started_from,
     summary,
 )
 
@@ -115,7 +116,7 @@ class ShardLinker:
         block = row["block"]
         done = part_path(self.parts, block, ".json")
         if self.resume and done.exists():
-            return orjson.loads(done.read_bytes())
+            return {**orjson.loads(done.read_bytes()), "reused": True}
         stats: dict[str, Any] = {**dict.fromkeys(COUNTS, 0), "layer_seconds": {}, "block": block, "final": row["final"],
                                  "end_line": row["end_line"], "end_offset": row["end_offset"]}
         tmp_out = part_path(self.parts, block, ".out.tmp")
@@ -183,6 +184,8 @@ def run_ray(job: LinkJob, address: str | None = None, num_workers: int = 2, gpus
     shard count)."""
     started = time.perf_counter()
     job.check()
+    if job.streams:
+        raise InputError("--engine ray needs files for --input and --output, not -")
     if num_workers < 1:
         raise InputError(f"--num-workers must be at least 1, got {num_workers}")
     if shard_docs < 1:
@@ -204,7 +207,7 @@ def _finished_run(job: LinkJob, started: float) -> dict[str, Any]:
     stream, raw = open_at(job, state)
     stream.close()
     raw.close()
-    return {**summary(job, state, started, state["input_line"]), "shards": 0}
+    return {**summary(job, state, started, started_from(state)), "shards": 0}
 
 
 def _run_shards(job: LinkJob, address: str | None, num_workers: int, gpus_per_worker: float, shard_docs: int,
@@ -227,10 +230,11 @@ def _run_shards(job: LinkJob, address: str | None, num_workers: int, gpus_per_wo
     shards = sorted((orjson.loads(row["stats"]) for row in linked.iter_rows()), key=lambda s: s["block"])
     if [s["block"] for s in shards] != list(range(len(shards))) or (shards and not shards[-1]["final"]):
         raise InputError(f"{parts}: the shards do not cover the input in order; rerun with --overwrite")
-    state = fresh_state(fingerprint)
+    state, before = fresh_state(fingerprint), started_from(fresh_state(fingerprint))
     for s in shards:
         for key in COUNTS:
             state["counts"][key] += s[key]
+            before["counts"][key] += s[key] if s.get("reused") else 0
         add_layer_seconds(state["layer_seconds"], s["layer_seconds"])
     if shards:
         state["input_line"], state["input_offset"] = shards[-1]["end_line"], shards[-1]["end_offset"]
@@ -242,6 +246,6 @@ def _run_shards(job: LinkJob, address: str | None, num_workers: int, gpus_per_wo
                                                   Path(job.rejects))
         write_checkpoint(checkpoint_path(job.output), state)
         shutil.rmtree(parts)
-    result = summary(job, state, started, 0)
+    result = summary(job, state, started, before)
     result["shards"] = len(shards)
     return result

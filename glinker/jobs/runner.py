@@ -6,9 +6,10 @@ Memory holds one batch at a time; the KB of a kb_dir is memory-mapped. Each batc
 
 from __future__ import annotations
 
+import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,12 @@ from .checkpoint import (
 )
 from .pipeline import Linker, kb_fingerprint, load_pipeline, sha256_json
 from .reader import Batch, InputOptions, check_options, iter_batches, iter_items, open_input
+
+STDIO = "-"  # --input - reads stdin, --output - writes stdout
+
+
+def is_stdio(path: str | Path | None) -> bool:
+    return path is not None and str(path) == STDIO
 
 
 @dataclass
@@ -60,19 +67,30 @@ class LinkJob:
             raise InputError(f"--limit must be 0 or more, got {self.limit}")
         if self.resume and self.overwrite:
             raise InputError("--resume and --overwrite exclude each other")
+        if self.resume and self.streams:
+            raise InputError("--resume needs files for --input and --output: a job on stdin or stdout has no "
+                             "checkpoint")
         self.check_paths()
+
+    @property
+    def streams(self) -> bool:
+        """Reads stdin or writes stdout (``-``): streamed, without a checkpoint."""
+        return is_stdio(self.input) or is_stdio(self.output)
 
     def check_paths(self) -> None:
         """The input is a file; the output and rejects are files (existing or not) in existing folders."""
-        if not Path(self.input).is_file():
+        if is_stdio(self.rejects):
+            raise InputError("--rejects must be a file, not -")
+        if not is_stdio(self.input) and not Path(self.input).is_file():
             raise InputError(f"--input {self.input}: not found or not a file")
-        named = [("--output", Path(self.output))] + ([("--rejects", Path(self.rejects))] if self.rejects else [])
+        named = [(option, Path(path)) for option, path in (("--output", self.output), ("--rejects", self.rejects))
+                 if path is not None and not is_stdio(path)]
         for option, path in named:
             if path.is_dir():
                 raise InputError(f"{option} {path} is a folder; give a file name")
             if not path.parent.is_dir():
                 raise InputError(f"{option} {path}: the folder {path.parent} does not exist")
-        paths = [Path(self.input).resolve(), *(path.resolve() for _, path in named)]
+        paths = [path.resolve() for _, path in [("--input", Path(self.input)), *named] if not is_stdio(path)]
         if len(set(paths)) != len(paths):
             raise InputError("--input, --output and --rejects must be different files")
 
@@ -81,7 +99,7 @@ class LinkJob:
         """Hold the output's lock (it covers the checkpoint) and the rejects file's for the whole run."""
         with ExitStack() as stack:
             for path in (self.output, self.rejects):
-                if path is not None:
+                if path is not None and not is_stdio(path):
                     stack.enter_context(exclusive(path, what="glinker link"))
             yield
 
@@ -151,9 +169,9 @@ def open_at(job: LinkJob, state: dict[str, Any]) -> tuple[BinaryIO, BinaryIO]:
 
 
 class Progress:
-    """tqdm over input bytes (so the ETA is known), with docs/s and mentions/s."""
+    """tqdm over input bytes (so the ETA is known; not for stdin), with docs/s and mentions/s."""
 
-    def __init__(self, total: int, initial: int, enabled: bool):
+    def __init__(self, total: int | None, initial: int, enabled: bool):
         from tqdm import tqdm
 
         tty = sys.stderr.isatty()
@@ -195,17 +213,26 @@ def finished(job: LinkJob, state: dict[str, Any]) -> bool:
     return job.limit is None or state["counts"]["docs"] + state["counts"]["rejected"] < job.limit
 
 
-def summary(job: LinkJob, state: dict[str, Any], started: float, resumed_from: int,
+def summary(job: LinkJob, state: dict[str, Any], started: float, before: dict[str, Any],
             load_seconds: float | None = None) -> dict[str, Any]:
-    """Counts over the whole output; ``seconds`` (and ``load_seconds``, the pipeline load) for this run."""
+    """Counts (and ``layer_seconds``) over the whole output, the job's total; ``this_run`` the counts this
+    run added; ``seconds`` (and ``load_seconds``, the pipeline load) this run's. ``before`` is the state
+    this run started from."""
     seconds = time.perf_counter() - started
     counts = state["counts"]
     return {
-        "output": str(job.output), **counts, "input_lines": state["input_line"], "resumed_from_line": resumed_from,
+        "output": str(job.output), **counts, "input_lines": state["input_line"],
+        "resumed_from_line": before["input_line"],
+        "this_run": {key: counts[key] - before["counts"][key] for key in COUNTS},
         "seconds": round(seconds, 3), "load_seconds": None if load_seconds is None else round(load_seconds, 3),
         "layer_seconds": {k: round(v, 3) for k, v in state["layer_seconds"].items()},
         "done": state["done"],
     }
+
+
+def started_from(state: dict[str, Any]) -> dict[str, Any]:
+    """What ``summary`` needs of the state a run starts from."""
+    return {"input_line": state["input_line"], "counts": dict(state["counts"])}
 
 
 def run_local(job: LinkJob) -> dict[str, Any]:
@@ -213,33 +240,66 @@ def run_local(job: LinkJob) -> dict[str, Any]:
     started = time.perf_counter()
     job.check()
     with job.locked():
+        if job.streams:
+            return link_stream(job, started)
         state = prepare_state(job)
         stream, raw = open_at(job, state)
         try:
             if state["done"]:
-                return summary(job, state, started, state["input_line"])
-            return link_rest(job, state, stream, raw, started)
+                return summary(job, state, started, started_from(state))
+            ckpt = checkpoint_path(job.output)
+            return link_rest(job, state, stream, raw, started, save=lambda s: write_checkpoint(ckpt, s))
         finally:
             stream.close()
             raw.close()
 
 
-def link_rest(job: LinkJob, state: dict[str, Any], stream: BinaryIO, raw: BinaryIO, started: float) -> dict[str, Any]:
-    """Link the input from where ``stream`` stands, batch by batch, checkpointing after each."""
-    resumed_from = state["input_line"]
-    ckpt = checkpoint_path(job.output)
+def link_stream(job: LinkJob, started: float) -> dict[str, Any]:
+    """A job on stdin or stdout: no checkpoint; an existing output or rejects file needs --overwrite."""
+    existing = [p for p in (job.output, job.rejects) if p is not None and not is_stdio(p) and Path(p).exists()]
+    if existing and not job.overwrite:
+        raise InputError(f"{existing[0]} already exists; pass --overwrite to replace it")
+    if not is_stdio(job.input):
+        stream, raw = open_input(job.input)
+        with stream, raw:
+            return link_rest(job, fresh_state({}), stream, raw, started, save=lambda state: None)
+    return link_rest(job, fresh_state({}), sys.stdin.buffer, sys.stdin.buffer, started, save=lambda state: None)
+
+
+class StdoutFile:
+    """Standard output as the output of a job: whole batches, flushed after each."""
+
+    size = 0
+
+    def write(self, lines: list[bytes]) -> None:
+        data = b"".join(lines)
+        sys.stdout.buffer.write(data)
+        self.size += len(data)
+
+    def sync(self) -> None:
+        sys.stdout.buffer.flush()
+
+    def close(self) -> None:
+        self.sync()
+
+
+def link_rest(job: LinkJob, state: dict[str, Any], stream: BinaryIO, raw: BinaryIO, started: float,
+              save: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """Link the input from where ``stream`` stands, batch by batch, ``save``-ing the state after each."""
+    before = started_from(state)
     loading = time.perf_counter()
     linker = Linker(job.config, job.kb, device=job.device, candidates=job.candidates,
                     max_text_chars=job.reader.max_text_chars)
     load_seconds = time.perf_counter() - loading
-    write_checkpoint(ckpt, state)
-    out = BatchFile(job.output, state["output_bytes"])
+    save(state)
+    out = StdoutFile() if is_stdio(job.output) else BatchFile(job.output, state["output_bytes"])
     rejects = BatchFile(job.rejects, state["rejects_bytes"]) if job.rejects else None
     try:
         counts = state["counts"]
         limit = None if job.limit is None else max(job.limit - counts["docs"] - counts["rejected"], 0)
-        progress = Progress(Path(job.input).stat().st_size, raw.tell(), job.progress)
-        run_docs = run_mentions = 0
+        seekable = raw.seekable()
+        progress = Progress(os.fstat(raw.fileno()).st_size if seekable else None, raw.tell() if seekable else 0,
+                            job.progress)
         for batch in iter_job_batches(job, stream, state["input_line"], state["input_offset"], limit):
             docs = batch.docs
             result = linker.link([d.id for d in docs], [d.text for d in docs])
@@ -251,15 +311,14 @@ def link_rest(job: LinkJob, state: dict[str, Any], stream: BinaryIO, raw: Binary
             add_batch(state, batch, result.mentions, result.linked, result.timings)
             state["output_bytes"] = out.size
             state["rejects_bytes"] = rejects.size if rejects is not None else 0
-            write_checkpoint(ckpt, state)
-            run_docs += len(docs)
-            run_mentions += result.mentions
-            progress.update(raw.tell(), run_docs, run_mentions)
+            save(state)
+            progress.update(raw.tell() if seekable else batch.end_offset,
+                            counts["docs"] - before["counts"]["docs"], counts["mentions"] - before["counts"]["mentions"])
         progress.close()
     finally:
         out.close()
         if rejects is not None:
             rejects.close()
     state["done"] = finished(job, state)
-    write_checkpoint(ckpt, state)
-    return summary(job, state, started, resumed_from, load_seconds)
+    save(state)
+    return summary(job, state, started, before, load_seconds)
