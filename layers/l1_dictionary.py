@@ -12,15 +12,8 @@ from glinker.types import L1Output
 class DictionaryMentions:
     def __init__(self, config: L1DictionaryConfig, setup: LayerSetup):
         self.config = config
-        self.gazetteer = Gazetteer(
-            setup.kb,
-            min_chars=config.min_entity_length,
-            stop_words=config.stop_words,
-            use_default_stop_words=config.use_default_stop_words,
-            entity_types=config.entity_types,
-            canonical_tokens=config.canonical_tokens,
-            abbreviations=config.abbreviations,
-        )
+        same_names = {"stop_words", "use_default_stop_words", "entity_types", "canonical_tokens", "abbreviations"}
+        self.gazetteer = Gazetteer(setup.kb, min_chars=config.min_entity_length, **config.model_dump(include=same_names))
 
     def __call__(self, texts: list[str]) -> L1Output:
         c = self.config
