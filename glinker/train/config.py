@@ -129,8 +129,7 @@ MODEL_SECTIONS: dict[str, type[_Section]] = {"retriever": RetrieverModel, "ner":
 
 # Training keys glinker adds to Hugging Face's TrainingArguments, per task.
 TASK_TRAINING_KEYS: dict[str, dict[str, Any]] = {
-    "retriever": {"remine_steps": 200, "negatives_per_anchor": 1, "mine_top_k": 20, "max_pairs": 200_000,
-                  "eval_max_mentions": 2000},
+    "retriever": {"mine_top_k": 20, "negative_pool": 3, "eval_max_mentions": 2000},
     "ner": {},
 }
 NETWORK_KEYS = {"push_to_hub": "pushes to the Hugging Face Hub", "hub_token": "authenticates to the Hub",

@@ -151,7 +151,7 @@ class Retriever:
         rows = []
         for anchor, near in zip(anchors, top, strict=True):
             entity = self.entities[anchor.entity]
-            wrong = [int(j) for j in near if j != anchor.entity][: max(1, self.run.options["negatives_per_anchor"] * 3)]
+            wrong = [int(j) for j in near if j != anchor.entity][: max(1, self.run.options["negative_pool"])]
             negative = self.entities[rng.choice(wrong)]
             use_text = rng.random() < 0.5  # half the positives are the entity text the dense L3 compares with
             positives = [n for n in entity.names if n != anchor.text] or entity.names
