@@ -12,9 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-from ..errors import KnowledgeBaseError
+from ..errors import KnowledgeBaseError, Reject
 from ..kb.reader import EntityRow, RowError, iter_raw_rows, parse_row
 from ..templates import render_template
 from .config import ChunkingSection, DataSection, FieldsSection
@@ -51,19 +49,19 @@ class Window:
 
 
 class Rejects:
-    """Rejected rows and mentions, written as JSON lines ``{source, line, field, reason}`` when a path is given."""
+    """Rejected rows and mentions (``glinker.errors.Reject``), written as JSON lines when a path is given."""
 
     def __init__(self, path: Path | None):
         self.path = path
-        self.rows: list[dict[str, Any]] = []
+        self.rows: list[Reject] = []
 
     def add(self, source: str, line: int, field_name: str, reason: str) -> None:
-        self.rows.append({"source": source, "line": line, "field": field_name, "reason": reason})
+        self.rows.append(Reject(line=line, reason=reason, source=source, field=field_name))
 
     def flush(self) -> None:
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in self.rows))
+            self.path.write_bytes(b"".join(r.to_json() for r in self.rows))
 
 
 def read_docs(path: Path, split: str | None, data: DataSection, rejects: Rejects,

@@ -81,9 +81,12 @@ class TrainRun:
 
     def save_round(self, model, state: dict[str, Any], better: bool) -> None:
         """Keep the model of the round just finished (and as the output when it is the best so far)."""
-        _save_atomic(model, self.out / "last")
+        def save(path: Path) -> None:
+            model.save_pretrained(str(path))
+
+        _save_atomic(self.out / "last", save)
         if better:
-            _save_atomic(model, self.out / "best")
+            _save_atomic(self.out / "best", save)
         shutil.rmtree(self.round_dir(state["round"] - 1), ignore_errors=True)
         self.save_state(state)
 
@@ -91,11 +94,7 @@ class TrainRun:
                resumed: list[dict[str, int]]) -> dict[str, Any]:
         """Write the output model with ``save`` into ``out/model``; returns the summary (also ``summary.json``)."""
         final = self.out / "model"
-        tmp = self.out / ".model.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        save(tmp)
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
+        _save_atomic(final, save)
         summary = {"task": self.config.task, "model": str(final), "best": best, "history": history, "resumed": resumed,
                    "seconds": round(time.monotonic() - self.started, 1), "rejected": len(self.rejects.rows),
                    "peak_rss_mib": _peak_rss_mib()}
@@ -161,18 +160,15 @@ class TrainRun:
 
 
 def merged(module):
-    """A LoRA-wrapped module with its adapters folded into the weights (a copy); other modules as they are."""
-    if not hasattr(module, "merge_and_unload"):
-        return module
-    import copy
-
-    return copy.deepcopy(module).merge_and_unload()
+    """A LoRA-wrapped module with its adapters folded into the weights; other modules as they are."""
+    return module.merge_and_unload() if hasattr(module, "merge_and_unload") else module
 
 
-def _save_atomic(model, folder: Path) -> None:
+def _save_atomic(folder: Path, save: Callable[[Path], None]) -> None:
+    """``save`` into a hidden folder beside ``folder``, then put it in place of ``folder``."""
     tmp = folder.with_name(f".{folder.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(str(tmp))
+    save(tmp)
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)
 
