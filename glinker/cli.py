@@ -18,6 +18,7 @@ import orjson
 
 from .errors import GlinkerError
 from .inputs import DEFAULT_MAX_TEXT_CHARS
+from .serve.command import add_serve
 from .train.command import add_train
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -279,7 +280,7 @@ def add_render(sub) -> None:
     render.set_defaults(func=cmd_render)
 
 
-SUBCOMMANDS = [add_demo, add_kb, add_link, add_eval, add_render, add_train]
+SUBCOMMANDS = [add_demo, add_kb, add_link, add_eval, add_render, add_train, add_serve]
 
 
 def build_parser() -> argparse.ArgumentParser:

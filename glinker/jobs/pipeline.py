@@ -111,6 +111,11 @@ class BatchResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+def output_record(doc_id: Any, entities: list[dict]) -> dict[str, Any]:
+    """One document's output: a line of ``glinker link``, a result of ``glinker serve``."""
+    return {"id": doc_id, "entities": entities}
+
+
 def _score(value: float | None) -> float | None:
     return None if value is None else round(float(value), SCORE_DIGITS)
 
@@ -140,25 +145,33 @@ class Linker:
 
     def link(self, ids: list[Any], texts: list[str]) -> BatchResult:
         """One output line per text, in order. Texts that are empty or blank skip the pipeline."""
-        todo = [i for i, text in enumerate(texts) if text.strip()]
-        per_text: list[list[dict]] = [[] for _ in texts]
-        result = BatchResult([])
-        if todo:
-            context = self.run([texts[i] for i in todo])
-            result.timings = context.timings()
-            records = context.get(self.l0_key).entities
-            groups = context.get(self.l2_key).candidates if self.candidates else [None] * len(todo)
-            for i, recs, group in zip(todo, records, groups, strict=True):
-                per_text[i] = self._entities(recs, group)
+        per_text, timings = self.records(texts)
+        result = BatchResult([], timings=timings)
         for entities in per_text:
             result.mentions += len(entities)
             result.linked += sum(e["entity_id"] is not None for e in entities)
-        result.lines = [orjson.dumps({"id": doc_id, "entities": entities}) + b"\n"
+        result.lines = [orjson.dumps(output_record(doc_id, entities)) + b"\n"
                         for doc_id, entities in zip(ids, per_text, strict=True)]
         return result
 
-    def _entities(self, records, groups) -> list[dict]:
-        """Output entities of one text; with ``groups`` (its L2 output), each with its first candidates."""
+    def records(self, texts: list[str], entities: list[list[dict]] | None = None,
+                candidates: list[int] | None = None) -> tuple[list[list[dict]], dict[str, float]]:
+        """The output entities of each text and the batch's layer timings; blank texts skip the pipeline.
+        ``entities``: given mentions per text; ``candidates``: K per text (default: the linker's K)."""
+        todo = [i for i, text in enumerate(texts) if text.strip()]
+        per_text: list[list[dict]] = [[] for _ in texts]
+        if not todo:
+            return per_text, {}
+        context = self.run([texts[i] for i in todo], None if entities is None else [entities[i] for i in todo])
+        ks = candidates or [self.candidates] * len(texts)
+        records = context.get(self.l0_key).entities
+        groups = context.get(self.l2_key).candidates if self.l2_key else [None] * len(todo)
+        for i, recs, group in zip(todo, records, groups, strict=True):
+            per_text[i] = self._entities(recs, group if ks[i] else None, ks[i])
+        return per_text, context.timings()
+
+    def _entities(self, records, groups, k: int) -> list[dict]:
+        """Output entities of one text; with ``groups`` (its L2 output), each with its first ``k`` candidates."""
         out = []
         for r in records:
             link = r.linked_entity if r.is_linked else None
@@ -172,7 +185,7 @@ class Linker:
                 candidates = groups[r.mention_index].candidates if r.mention_index is not None else []
                 entity["candidates"] = [
                     {"entity_id": c.entity_id, "label": c.label, "score": _score(c.score)}
-                    for c in candidates[: self.candidates]
+                    for c in candidates[:k]
                 ]
             out.append(entity)
         return out

@@ -1,0 +1,1 @@
+"""``glinker serve``: an HTTP linking service with dynamic micro-batching (``pip install -e ".[serve]"``)."""
