@@ -1,4 +1,4 @@
-"""glinker train: config validation, the retriever and NER tasks on tiny models, resume after SIGKILL.
+"""glinker train: config validation, the retriever, NER and linker tasks on tiny models, resume after SIGKILL.
 
 Tiny random models (tests/tiny_models.py) and the bundled example KB keep these fast; they assert
 that training runs, lowers its loss, writes a model the pipeline loads, and resumes; never quality.
@@ -22,7 +22,7 @@ from glinker import ConfigBuilder, DAGExecutor, ProcessorFactory
 from glinker.errors import ConfigError
 from glinker.train import load_train_config, train
 
-from .tiny_models import tiny_bert, tiny_gliner
+from .tiny_models import tiny_bert, tiny_cross_encoder, tiny_gliner
 
 pytest.importorskip("sentence_transformers")
 pytest.importorskip("datasets")
@@ -83,6 +83,8 @@ def retriever_config(backbone: str, docs: Path | None = None, **training) -> dic
     ({"data": {"train_data": str(TEXTS), "long_doc_chunking": {"max_words": 10, "stride": 20}}}, "stride"),
     ({"model": {"span_mode": "token-level"}}, "model.span_mode"),
     ({"data": {}}, "data.train_data is required"),
+    ({"task": "linker", "data": {"kb": str(ENTITIES), "train_data": str(TEXTS)}}, "data.pipeline is required"),
+    ({"task": "linker", "model": {"backend": "dense"}}, "model.backend"),
 ])
 def test_every_config_error_names_its_key(patch, named):
     config = {"task": "ner", "model": {}, "data": {"train_data": str(TEXTS)}, "training": {}}
@@ -177,6 +179,58 @@ def test_ner_trains_and_loads_in_l1_gliner(tmp_path, backbone, annotated, bi_enc
     executor.load_entities(ENTITIES)
     (records,) = executor.execute({"texts": ["Paris is the capital of France."]}).get("l0_result").entities
     assert records and all(0 <= e.mention_start < e.mention_end <= 31 for e in records)
+
+
+# --------------------------------------------------------------------------- linker
+
+
+def linker_config(tmp_path: Path, docs: Path) -> dict:
+    """A cross-encoder linker task over a name-matching pipeline (fuzzy, so mentions get wrong candidates too)."""
+    builder = ConfigBuilder(name="candidates")
+    builder.l2.add("dict", priority=1, search_mode=["exact", "fuzzy"], fuzzy={"min_similarity": 0.3})
+    builder.l3.configure(model=tiny_cross_encoder(tmp_path / "pipeline-ce"), backend="cross_encoder", threshold=0.0)
+    pipeline = builder.save(tmp_path / "pipeline.yaml")
+    return {"task": "linker", "model": {"model_name": tiny_bert(tmp_path / "start", hidden=32), "max_length": 64},
+            "data": {"pipeline": str(pipeline), "kb": str(ENTITIES), "train_data": str(docs), "val_data": str(docs)},
+            "training": {"per_device_train_batch_size": 4, "learning_rate": 2e-3, "eval_steps": 6, "logging_steps": 1,
+                         "negatives": 3}}
+
+
+def test_linker_trains_and_links_as_the_l3_cross_encoder(tmp_path, annotated):
+    summary = train(linker_config(tmp_path, annotated), out=tmp_path / "run", max_steps=24, quiet=True)
+    state = tmp_path / "run" / "checkpoints" / "checkpoint-24" / "trainer_state.json"
+    losses = [entry["loss"] for entry in orjson.loads(state.read_bytes())["log_history"] if "loss" in entry]
+    assert np.mean(losses[-4:]) < np.mean(losses[:4])
+    assert [h["step"] for h in summary["history"]] == [6, 12, 18, 24]
+    assert {"eval_acc@1", "eval_ceiling", "eval_pipeline_acc@1"} <= summary["history"][-1].keys()
+    builder = ConfigBuilder(name="trained")
+    builder.l2.add("dict", priority=1, search_mode=["exact", "fuzzy"], fuzzy={"min_similarity": 0.3})
+    builder.l3.configure(model=summary["model"], backend="cross_encoder", threshold=0.0)
+    executor = DAGExecutor(builder.build())
+    executor.load_entities(ENTITIES)
+    context = executor.execute({"texts": ["Paris is the capital of France."], "entities": [[{"start": 0, "end": 5}]]})
+    (links,) = context.get("l3_result").entities
+    (groups,) = context.get("l2_result").candidates
+    assert links[0].entity_id in {c.entity_id for c in groups[0].candidates}
+
+
+def test_linker_rows_put_the_gold_first_and_never_among_its_negatives():
+    from glinker.train.linker import Group, training_rows
+
+    groups = [Group("[Paris] is", ["Paris (Texas)", "Paris", "Paris (Texas)"], np.ones(3), 1, "Paris", False),
+              Group("[Atlantis]", ["Atlas"], np.ones(1), -1, "Atlantis", False)]
+    rows = training_rows(groups, negatives=2, random_text=lambda rng: f"random {rng.random():.3f}", seed=0)
+    assert [r["texts"][0] for r in rows] == ["Paris", "Atlantis"]
+    assert rows[0]["texts"][1] == "Paris (Texas)" and rows[0]["texts"][2].startswith("random")
+    assert rows[1]["texts"][1] == "Atlas" and all(len(r["texts"]) == 3 for r in rows)
+
+
+def test_the_cross_encoder_reads_the_mention_marked_in_its_context():
+    from glinker.linking.inputs import context_window, marked_context
+
+    text = "The capital, Paris, is large."
+    assert marked_context(text, 13, 18, 100) == "The capital, [Paris], is large."
+    assert context_window(text, 13, 18, 100) == text
 
 
 # --------------------------------------------------------------------------- resume

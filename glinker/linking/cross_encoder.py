@@ -1,5 +1,6 @@
 """Cross-encoder linking: the pair classifier (glinker/models/cross_encoder.py) reads (mention in
-context, entity text) pairs and scores each one.
+context, entity text) pairs and scores each one. The mention is marked in its context
+(``inputs.marked_context``), as ``glinker train`` task ``linker`` trains it.
 
 Pairs of the whole batch are scored together, sorted by length and padded per batch; a candidate
 repeated in a mention is read once.
@@ -11,7 +12,7 @@ import numpy as np
 
 from ..models.cross_encoder import get_pair_classifier
 from ..types import MentionCandidates
-from .inputs import candidate_text, context_window
+from .inputs import candidate_text, marked_context
 
 
 class CrossEncoderScorer:
@@ -36,7 +37,7 @@ class CrossEncoderScorer:
             for m, g in enumerate(per_text):
                 if not g.candidates:
                     continue
-                query = context_window(texts[t], g.mention.start, g.mention.end, self.context_chars)
+                query = marked_context(texts[t], g.mention.start, g.mention.end, self.context_chars)
                 for p, c in enumerate(g.candidates):
                     pair = pairs.setdefault((query, candidate_text(c, self.template)), len(pairs))
                     targets.append((t, m, p, pair))

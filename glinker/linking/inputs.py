@@ -10,16 +10,31 @@ import numpy as np
 from ..templates import render_template
 from ..types import Candidate
 
+MENTION_MARKS = ("[", "]")
+
 
 def context_window(text: str, start: int, end: int, chars: int) -> str:
     """The mention with up to ``chars`` characters each side, cut at word boundaries."""
+    left, right = _sides(text, start, end, chars)
+    return f"{left}{text[start:end]}{right}"
+
+
+def marked_context(text: str, start: int, end: int, chars: int) -> str:
+    """The context window with the mention between ``MENTION_MARKS``: what a cross-encoder reads, so
+    that it knows which words of the context are the mention."""
+    left, right = _sides(text, start, end, chars)
+    return f"{left}{MENTION_MARKS[0]}{text[start:end]}{MENTION_MARKS[1]}{right}"
+
+
+def _sides(text: str, start: int, end: int, chars: int) -> tuple[str, str]:
+    """Up to ``chars`` characters before and after the mention, cut at word boundaries."""
     left = text[max(0, start - chars) : start]
     right = text[end : end + chars]
     if start - chars > 0 and " " in left:
         left = left[left.index(" ") + 1 :]
     if end + chars < len(text) and " " in right:
         right = right[: right.rindex(" ")]
-    return f"{left}{text[start:end]}{right}"
+    return left, right
 
 
 def candidate_text(candidate: Candidate, template: str) -> str:

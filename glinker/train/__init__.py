@@ -1,7 +1,7 @@
 """``glinker train``: train the models of the pipeline from one YAML (see ``glinker/train/config.py``).
 
-Tasks: ``retriever`` (the sentence encoder of L2 ``faiss`` and L3 ``dense``) and ``ner`` (GLiNER for
-``l1_gliner``). The trained model is written to ``OUT/model``, a folder that the pipeline's
+Tasks: ``retriever`` (the sentence encoder of L2 ``faiss`` and L3 ``dense``), ``ner`` (GLiNER for
+``l1_gliner``) and ``linker`` (a cross-encoder for L3/L4 ``backend: cross_encoder``). The trained model is written to ``OUT/model``, a folder that the pipeline's
 ``model_name`` accepts by path.
 """
 
@@ -45,4 +45,10 @@ def _ner(run):
     return train_ner(run)
 
 
-_TASKS = {"retriever": _retriever, "ner": _ner}
+def _linker(run):
+    from .linker import train_linker
+
+    return train_linker(run)
+
+
+_TASKS = {"retriever": _retriever, "ner": _ner, "linker": _linker}

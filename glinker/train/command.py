@@ -18,7 +18,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def add_train(sub) -> None:
-    train = sub.add_parser("train", help="train a model of the pipeline (retriever, ner) from one YAML",
+    train = sub.add_parser("train", help="train a model of the pipeline (retriever, ner, linker) from one YAML",
                            description="Train from a YAML with task, model, peft, data and training sections "
                                        "(see configs/train/ and README 'Train on your KB'). The model is "
                                        "written to OUT/model.")

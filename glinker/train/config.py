@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..errors import ConfigError
 
-Task = Literal["retriever", "ner"]
+Task = Literal["retriever", "ner", "linker"]
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 
 
@@ -68,6 +68,7 @@ class DataSection(_Section):
     """Where the training data is. Relative paths are relative to the current folder."""
 
     kb: Path | None = None
+    pipeline: Path | None = Field(None, description="linker: the pipeline whose L2 proposes the candidates")
     train_data: Path | None = None
     val_data: Path | None = None
     train_split: str | None = "train"
@@ -125,12 +126,25 @@ class GlinerModel(_Section):
         return {k: v for k, v in self.model_dump(exclude_unset=True).items() if k not in own}
 
 
-MODEL_SECTIONS: dict[str, type[_Section]] = {"retriever": RetrieverModel, "ner": GlinerModel}
+class LinkerModel(_Section):
+    """The linker to fine-tune: a cross-encoder for L3/L4 ``backend: cross_encoder``. ``model_name`` is a
+    cross-encoder folder, or an encoder that gets a new one-logit scoring head. ``template`` and
+    ``context_chars`` must be those of the L3/L4 node that will use it."""
+
+    backend: Literal["cross_encoder"] = "cross_encoder"
+    model_name: str = MINILM
+    max_length: int = Field(128, gt=0, le=512)
+    context_chars: int = Field(100, ge=0)
+    template: str = "{label}: {description}"
+
+
+MODEL_SECTIONS: dict[str, type[_Section]] = {"retriever": RetrieverModel, "ner": GlinerModel, "linker": LinkerModel}
 
 # Training keys glinker adds to Hugging Face's TrainingArguments, per task.
 TASK_TRAINING_KEYS: dict[str, dict[str, Any]] = {
     "retriever": {"mine_top_k": 20, "negative_pool": 3, "eval_max_mentions": 2000},
     "ner": {},
+    "linker": {"negatives": 7, "pointwise_weight": 1.0, "eval_max_mentions": 500},
 }
 NETWORK_KEYS = {"push_to_hub": "pushes to the Hugging Face Hub", "hub_token": "authenticates to the Hub",
                 "hub_model_id": "names a Hub repository", "hub_strategy": "pushes to the Hub",
@@ -142,12 +156,17 @@ OFFLINE_REPORTERS = {"none", "tensorboard", "csv"}
 
 # The Hugging Face arguments class each task trains with.
 ARGUMENTS_CLASSES = {"retriever": "sentence_transformers.SentenceTransformerTrainingArguments",
-                     "ner": "gliner.training.TrainingArguments"}
+                     "ner": "gliner.training.TrainingArguments",
+                     "linker": "transformers.TrainingArguments"}
 
 
 def arguments_class(task: str) -> type:
     if task == "ner":
         from gliner.training import TrainingArguments
+
+        return TrainingArguments
+    if task == "linker":
+        from transformers import TrainingArguments
 
         return TrainingArguments
     from sentence_transformers import SentenceTransformerTrainingArguments
@@ -240,11 +259,11 @@ def load_train_config(source: str | Path | dict[str, Any]) -> TrainConfig:
 
 def _check_data(config: TrainConfig, where: str) -> None:
     data = config.data
-    needed = {"retriever": ["kb"], "ner": ["train_data"]}[config.task]
+    needed = {"retriever": ["kb"], "ner": ["train_data"], "linker": ["kb", "pipeline", "train_data"]}[config.task]
     for key in needed:
         if getattr(data, key) is None:
             raise ConfigError(f"{where}: data.{key} is required for task {config.task!r}")
-    for key in ("kb", "train_data", "val_data"):
+    for key in ("kb", "pipeline", "train_data", "val_data"):
         path = getattr(data, key)
         if path is not None and not path.exists():
             raise ConfigError(f"{where}: data.{key}: file not found: {path}")

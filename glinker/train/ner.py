@@ -96,7 +96,7 @@ def train_ner(run: TrainRun) -> dict[str, Any]:
     labels = sorted({s[2] for w in train for s in w.spans}) or [run.config.data.default_label]
     model = build_gliner(run)
     apply_lora(run, model)
-    steps = run.max_steps or _epoch_steps(run, len(train))
+    steps = run.max_steps or run.epoch_steps(len(train))
     eval_steps = int(run.args.get("eval_steps") or 100)
     extra = {"eval_strategy": "steps", "eval_steps": eval_steps, "save_steps": eval_steps,
              "metric_for_best_model": "span_f1", "greater_is_better": True,
@@ -117,7 +117,3 @@ def train_ner(run: TrainRun) -> dict[str, Any]:
     resumed = [{"round": 0, "step": step}] if checkpoint else []
     return run.finish(best, history, lambda path: model.save_pretrained(str(path)), resumed)
 
-
-def _epoch_steps(run: TrainRun, rows: int) -> int:
-    batch = int(run.args.get("per_device_train_batch_size", 8)) * int(run.args.get("gradient_accumulation_steps", 1))
-    return max(1, int(float(run.args.get("num_train_epochs", 1)) * -(-rows // batch)))

@@ -135,15 +135,23 @@ class TrainRun:
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"training: {exc}") from None
 
-    def with_lora(self, module):
-        """``module`` wrapped with LoRA adapters (the ``peft`` package) when ``peft.enabled``, else itself."""
+    def epoch_steps(self, rows: int) -> int:
+        """Optimizer steps of ``num_train_epochs`` (default 1) over ``rows`` training rows."""
+        args = self.args
+        batch = int(args.get("per_device_train_batch_size", 8)) * int(args.get("gradient_accumulation_steps", 1))
+        return max(1, int(float(args.get("num_train_epochs", 1)) * -(-rows // batch)))
+
+    def with_lora(self, module, trainable: list[str] | None = None):
+        """``module`` wrapped with LoRA adapters (the ``peft`` package) when ``peft.enabled``, else itself;
+        the submodules named in ``trainable`` (e.g. a new scoring head) are trained in full."""
         peft = self.config.peft
         if not peft.enabled:
             return module
         from peft import LoraConfig, get_peft_model
 
         return get_peft_model(module, LoraConfig(r=peft.r, lora_alpha=peft.lora_alpha, lora_dropout=peft.lora_dropout,
-                                                 target_modules=peft.target_modules, bias=peft.bias))
+                                                 target_modules=peft.target_modules, bias=peft.bias,
+                                                 modules_to_save=trainable))
 
     # ------------------------------------------------------------------ reports
 
