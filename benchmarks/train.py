@@ -7,9 +7,13 @@ configs/medic.yaml and runs the same evaluation as benchmarks/accuracy.py:
   with it once and cached). Prints gold-mention acc@1 and recall@k, and end-to-end P/R/F1.
 - ``--ner DIR``: GLiNER as L1 (label ``disease``) instead of the gazetteer. Prints span P/R/F1, link
   P/R/F1 and L1 docs/s; with ``--retriever`` too, both trained models run together.
+- ``--linker DIR``: the trained cross-encoder as L3 (``backend: cross_encoder``, the template and
+  context of configs/train/bc5cdr_linker.yaml) instead of the dense backend, with
+  ``--linker-weight`` of the L2 retrieval score mixed in and ``--linker-threshold``.
 - ``--train``: first runs ``glinker train`` with configs/train/*.yaml (long: see README).
 
     python benchmarks/train.py --retriever runs/retriever/model --ner runs/ner/model [--split test]
+    python benchmarks/train.py --linker runs/linker/model --linker-weight 0.5
 """
 
 from __future__ import annotations
@@ -35,8 +39,8 @@ def kb_dir_for(encoder: str | None) -> Path:
     return medic_kb_dir(encoder=encoder, name=f"medic-{key[:12]}")
 
 
-def pipeline(encoder: str | None, ner: str | None, threshold: float) -> dict:
-    """configs/medic.yaml with the trained encoder and/or GLiNER L1 swapped in."""
+def pipeline(encoder: str | None, ner: str | None, threshold: float, linker: dict | None = None) -> dict:
+    """configs/medic.yaml with the trained encoder, GLiNER L1 and/or cross-encoder L3 swapped in."""
     config = copy.deepcopy(yaml.safe_load((ROOT / "configs" / "medic.yaml").read_text()))
     nodes = {node["id"]: node for node in config["nodes"]}
     if encoder is not None:
@@ -45,6 +49,9 @@ def pipeline(encoder: str | None, ner: str | None, threshold: float) -> dict:
     if ner is not None:
         nodes["l1"]["processor"] = "l1_gliner"
         nodes["l1"]["config"] = {"model": ner, "labels": ["disease"], "threshold": threshold, "flat_ner": True}
+    if linker is not None:
+        nodes["l3"]["config"] = {"backend": "cross_encoder", "context_chars": 100, "max_length": 128,
+                                 "batch_size": 64, **linker}
     return config
 
 
@@ -55,7 +62,9 @@ def run(args: argparse.Namespace) -> dict:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "pipeline.yaml"
-        path.write_text(yaml.safe_dump(pipeline(args.retriever, args.ner, args.threshold)))
+        linker = {"model_name": args.linker, "threshold": args.linker_threshold,
+                  "retrieval_weight": args.linker_weight} if args.linker else None
+        path.write_text(yaml.safe_dump(pipeline(args.retriever, args.ner, args.threshold, linker)))
         modes = ["end_to_end"] if args.ner else ["gold_mentions", "end_to_end"]
         for mode in modes:
             report = evaluate(path, kb_dir, BC5CDR, split=args.split, gold_mentions=mode == "gold_mentions",
@@ -79,6 +88,9 @@ def main() -> None:
     parser.add_argument("--retriever", help="trained encoder folder (default: the untrained MiniLM)")
     parser.add_argument("--ner", help="trained GLiNER folder (default: the gazetteer of configs/medic.yaml)")
     parser.add_argument("--threshold", type=float, default=0.5, help="GLiNER L1 threshold")
+    parser.add_argument("--linker", help="trained cross-encoder folder for L3 (default: the dense backend)")
+    parser.add_argument("--linker-weight", type=float, default=0.0, help="L3 retrieval_weight with --linker")
+    parser.add_argument("--linker-threshold", type=float, default=0.5, help="L3 threshold with --linker")
     parser.add_argument("--split", default="test")
     parser.add_argument("--limit", type=int)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -90,6 +102,8 @@ def main() -> None:
         args.retriever, args.ner = args.retriever or "runs/retriever/model", args.ner or "runs/ner/model"
     results = run(args)
     print(orjson.dumps({"benchmark": "train", "retriever": args.retriever or MINILM, "ner": args.ner,
+                        "linker": args.linker and {"model": args.linker, "retrieval_weight": args.linker_weight,
+                                                   "threshold": args.linker_threshold},
                         "split": args.split, "results": results}).decode())
 
 

@@ -228,9 +228,10 @@ class L3Config(StrictModel):
     max_labels: int | None = Field(
         None, ge=1, le=MAX_LABELS, description="GLiNER uni-encoder: distinct candidates per prompt (None: all in one prompt)"
     )
-    context_chars: int = Field(100, ge=0, description="characters of context around a mention (dense)")
-    retrieval_weight: float = Field(
-        0.8, ge=0.0, le=1.0, description="dense: weight of the L2 retrieval score; the rest goes to the context cosine"
+    context_chars: int = Field(100, ge=0, description="characters of context around a mention (dense, cross_encoder)")
+    retrieval_weight: float | None = Field(
+        None, ge=0.0, le=1.0, description="weight of the L2 retrieval score mixed into the model's score "
+        "(default: 0.8 for dense, 0 for gliner and cross_encoder)"
     )
     hierarchy: HierarchyConfig | None = Field(
         None, description="dense: use ancestor votes over this parent field as a feature (support)"

@@ -34,3 +34,21 @@ def test_importing_the_backends_loads_no_model_library():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_retrieval_weight_mixes_the_l2_score_into_a_model_backend(tmp_path):
+    import numpy as np
+
+    from glinker.types import Candidate, Mention, MentionCandidates
+
+    from .tiny_models import tiny_cross_encoder
+
+    model = tiny_cross_encoder(tmp_path / "ce")
+    text = "Paris is the capital of France."
+    group = MentionCandidates(Mention("Paris", 0, 5, "city"), [Candidate("Q90", "Paris", score=1.0),
+                                                               Candidate("Q1", "Paris Hilton", score=0.4)])
+    plain = make_scorer("cross_encoder", L3Config(model=model), "{label}", kb=None)
+    mixed = make_scorer("cross_encoder", L3Config(model=model, retrieval_weight=0.25), "{label}", kb=None)
+    ((model_scores,),) = plain.score([text], [[group]])
+    ((mixed_scores,),) = mixed.score([text], [[group]])
+    np.testing.assert_allclose(mixed_scores, 0.25 * np.array([1.0, 0.4]) + 0.75 * model_scores, rtol=1e-6)

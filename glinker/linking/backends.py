@@ -16,6 +16,7 @@ from ..types import MentionCandidates
 from .cross_encoder import CrossEncoderScorer
 from .dense import DenseScorer
 from .gliner import GlinerLinkScorer
+from .inputs import with_retrieval
 
 
 class Scorer(Protocol):
@@ -28,9 +29,13 @@ def _token(config) -> str | None:
     return getattr(config, "token", None) or getattr(config, "huggingface_token", None)
 
 
+DENSE_RETRIEVAL_WEIGHT = 0.8
+
+
 def _dense(config, template: str, kb, max_labels: int | None) -> DenseScorer:
+    weight = DENSE_RETRIEVAL_WEIGHT if config.retrieval_weight is None else config.retrieval_weight
     return DenseScorer(kb, config.model_name, template, device=config.device, max_length=config.max_length or 256,
-                       context_chars=config.context_chars, retrieval_weight=config.retrieval_weight,
+                       context_chars=config.context_chars, retrieval_weight=weight,
                        batch_size=config.batch_size, hierarchy=config.hierarchy, support_weight=config.support_weight)
 
 
@@ -59,4 +64,21 @@ def make_scorer(backend: str, config, template: str, kb, max_labels: int | None 
     """The scorer of ``backend`` for an L3 or L4 ``config`` (models load here, once)."""
     if backend not in BACKENDS:
         raise ConfigError(f"unknown linking backend {backend!r}; expected one of {sorted(BACKENDS)}")
-    return BACKENDS[backend](config, template, kb, max_labels)
+    scorer = BACKENDS[backend](config, template, kb, max_labels)
+    weight = getattr(config, "retrieval_weight", None)
+    return RetrievalMix(scorer, weight) if backend != "dense" and weight else scorer
+
+
+class RetrievalMix:
+    """A model's scores mixed with the L2 retrieval scores: ``w * retrieval + (1 - w) * model``."""
+
+    def __init__(self, scorer: Scorer, weight: float):
+        self.scorer, self.weight = scorer, weight
+
+    def precompute(self, batch_size: int = 64, progress: bool = False) -> int:
+        return self.scorer.precompute(batch_size=batch_size, progress=progress)
+
+    def score(self, texts: list[str], groups: list[list[MentionCandidates]]) -> list[list[np.ndarray]]:
+        scores = self.scorer.score(texts, groups)
+        return [[with_retrieval(g.candidates, s, self.weight).astype(np.float32) for g, s in zip(per_text, per_scores, strict=True)]
+                for per_text, per_scores in zip(groups, scores, strict=True)]

@@ -19,7 +19,7 @@ import numpy as np
 from ..kb.hierarchy import ancestor_votes
 from ..models.encoder import get_encoder
 from ..types import MentionCandidates
-from .inputs import candidate_vectors, context_window
+from .inputs import candidate_vectors, context_window, with_retrieval
 
 
 class DenseScorer:
@@ -56,8 +56,7 @@ class DenseScorer:
         for (t, g), vec in zip(flat, mention_vecs, strict=True):
             lo, hi = hi, hi + len(g.candidates)
             cos = vectors[lo:hi] @ vec
-            retrieval = np.clip([c.score for c in g.candidates], 0.0, 1.0)
-            scores = w * retrieval + (1 - w) * np.clip(cos, 0.0, 1.0)
+            scores = with_retrieval(g.candidates, np.clip(cos, 0.0, 1.0), w)
             if self.support_weight and hi > lo:
                 h = self.hierarchy
                 votes, _ = ancestor_votes(store, [int(r) for r in rows[lo:hi] if r >= 0], h.field, h.depth,

@@ -56,3 +56,9 @@ def candidate_vectors(kb, encoder, kind: str, template: str, candidates: list[Ca
         missing = np.flatnonzero(~known)
         vectors[missing] = embed([candidate_text(candidates[i], template) for i in missing])
     return vectors, rows
+
+
+def with_retrieval(candidates: list[Candidate], scores: np.ndarray, weight: float) -> np.ndarray:
+    """``weight`` x each candidate's L2 retrieval score (clipped to [0, 1]) + the rest x its model score."""
+    retrieval = np.clip(np.array([c.score for c in candidates], dtype=np.float64), 0.0, 1.0)
+    return weight * retrieval + (1 - weight) * np.asarray(scores, dtype=np.float64)
