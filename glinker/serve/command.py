@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -69,6 +70,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = create_app(checker, load, ServeOptions(limits, read_key(args.api_key_file)), stop)
     server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, access_log=False,
                                            timeout_graceful_shutdown=DRAIN_SECONDS, log_level=args.log_level))
+    # uvicorn drains on SIGTERM, then raises the signal again once its own handler is gone: answered by
+    # this no-op, so a drained server exits 0
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
     server.run()
     if failures:
         raise GlinkerError(f"loading the pipeline failed: {failures[0]}")
