@@ -55,7 +55,8 @@ def service(config_path):
     return LinkService(config_path, KB)
 
 
-def make_app(config_path, service_run, limits=Limits(), api_key=None, **batching):
+def make_app(config_path, service_run, limits=None, api_key=None, **batching):
+    limits = limits or Limits()
     checker = RequestChecker(config_path, limits)
     return create_app(checker, lambda metrics: Batcher(service_run, on_batch=metrics.batch, **batching),
                       ServeOptions(limits, api_key))
@@ -297,6 +298,7 @@ def ray_serve_available() -> bool:
     return True
 
 
+@pytest.mark.slow
 def test_ray_engine_gives_the_local_results(config_path, service):
     if os.environ.get("GLINKER_REQUIRE_RAY") != "1" and not ray_serve_available():
         pytest.skip("ray[serve] is not installed")
@@ -310,9 +312,16 @@ def test_ray_engine_gives_the_local_results(config_path, service):
         return RayBackend.deploy(config_path, KB, replicas=2, max_batch_docs=8, max_wait_ms=20,
                                  max_queue_docs=256, num_cpus=0.5)
 
-    with TestClient(create_app(RequestChecker(config_path, Limits()), load)) as test_client:
-        wait_ready(test_client, seconds=240)
-        with ThreadPoolExecutor(8) as pool:
-            results = list(pool.map(lambda d: link(test_client, [d])[0], docs))
-        assert results == expected
-        assert link(test_client, docs) == expected
+    import ray
+    from ray import serve
+
+    try:
+        with TestClient(create_app(RequestChecker(config_path, Limits()), load)) as test_client:
+            wait_ready(test_client, seconds=240)
+            with ThreadPoolExecutor(8) as pool:
+                results = list(pool.map(lambda d: link(test_client, [d])[0], docs))
+            assert results == expected
+            assert link(test_client, docs) == expected
+    finally:
+        serve.shutdown()
+        ray.shutdown()

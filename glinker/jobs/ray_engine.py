@@ -198,6 +198,14 @@ def run_ray(job: LinkJob, address: str | None = None, num_workers: int = 2, gpus
         return _run_shards(job, address, num_workers, gpus_per_worker, shard_docs, merge, started)
 
 
+def init_ray(address: str | None) -> None:
+    """Join ``address`` (None: start a local Ray) unless Ray is up, passing the actors this environment."""
+    if not ray.is_initialized():
+        env = {k: os.environ[k] for k in ACTOR_ENV if k in os.environ}
+        env.setdefault(WORKERS_ENV, "1")  # an actor holds one CPU: one model batch at a time
+        ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=False)
+
+
 def _finished_run(job: LinkJob, started: float) -> dict[str, Any]:
     """The summary of a job whose checkpoint says it is done (Ray does not resume a local run)."""
     state = prepare_state(job)
@@ -216,10 +224,7 @@ def _run_shards(job: LinkJob, address: str | None, num_workers: int, gpus_per_wo
     fingerprint = job.fingerprint()
     batches_per_shard = math.ceil(shard_docs / job.batch_size)
     parts = _prepare_shards(job, {**fingerprint, "batches_per_shard": batches_per_shard})
-    if not ray.is_initialized():
-        env = {k: os.environ[k] for k in ACTOR_ENV if k in os.environ}
-        env.setdefault(WORKERS_ENV, "1")  # an actor holds one CPU: one model batch at a time
-        ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=False)
+    init_ray(address)
     ray.data.DataContext.get_current().enable_progress_bars = job.progress
     source = ShardSource(job, batches_per_shard)
     # the read task only parses lines: it takes no CPU slot, so it never waits behind the actors

@@ -27,11 +27,15 @@ class Pending:
     queued_at: float
 
 
-def queue_full(depth: int, docs: int, limit: int, docs_per_second: float) -> RequestError:
-    """429 with a ``Retry-After`` of the seconds the queue needs to drain (at least 1)."""
-    retry = max(1, math.ceil(depth / docs_per_second)) if docs_per_second > 0 else 1
-    return RequestError(429, "queue full", f"texts: {docs} documents do not fit; {depth} of {limit} queued",
-                        headers={"Retry-After": str(retry)})
+def admit(closing: bool, depth: int, docs: int, limit: int, docs_per_second: float) -> None:
+    """Refuse ``docs`` new documents while draining (503), or when the queue has no room for them all (429,
+    with a ``Retry-After`` of the seconds the queue needs to drain, at least 1)."""
+    if closing:
+        raise RequestError(503, "shutting down", "the server is draining its queue and takes no new requests")
+    if depth + docs > limit:
+        retry = max(1, math.ceil(depth / docs_per_second)) if docs_per_second > 0 else 1
+        raise RequestError(429, "queue full", f"texts: {docs} documents do not fit; {depth} of {limit} queued",
+                           headers={"Retry-After": str(retry)})
 
 
 class Batcher:
@@ -60,10 +64,7 @@ class Batcher:
 
     async def submit(self, docs: Sequence[Any]) -> list[Any]:
         """The results of ``docs``, once linked; a full queue (or a closing batcher) refuses them whole."""
-        if self.closing:
-            raise RequestError(503, "shutting down", "the server is draining its queue and takes no new requests")
-        if self.depth + len(docs) > self.max_queue_docs:
-            raise queue_full(self.depth, len(docs), self.max_queue_docs, self.docs_per_second)
+        admit(self.closing, self.depth, len(docs), self.max_queue_docs, self.docs_per_second)
         loop, now = asyncio.get_running_loop(), time.monotonic()
         pending = [Pending(doc, loop.create_future(), now) for doc in docs]
         self.queue.extend(pending)
