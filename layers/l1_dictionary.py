@@ -12,7 +12,8 @@ from glinker.types import L1Output
 class DictionaryMentions:
     def __init__(self, config: L1DictionaryConfig, setup: LayerSetup):
         self.config = config
-        same_names = {"stop_words", "use_default_stop_words", "entity_types", "canonical_tokens", "abbreviations"}
+        same_names = {"stop_words", "use_default_stop_words", "entity_types", "canonical_tokens", "abbreviations",
+                      "max_name_tokens"}
         self.gazetteer = Gazetteer(setup.kb, min_chars=config.min_entity_length, **config.model_dump(include=same_names))
 
     def __call__(self, texts: list[str]) -> L1Output:

@@ -9,8 +9,6 @@ layers that found it. Without mentions, every KB name found in the text is a men
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 import numpy as np
 
 from glinker.config import L2Config
@@ -20,6 +18,7 @@ from glinker.kb.gazetteer import Gazetteer
 from glinker.kb.hierarchy import ancestor_votes
 from glinker.registry import retriever
 from glinker.retrievers import Hits, Query
+from glinker.retrievers.base import HitTable
 from glinker.text import facts_of
 from glinker.types import L2Output, Mention, MentionCandidates
 
@@ -48,7 +47,8 @@ class CandidateRetriever:
                                  f"max_mentions_per_text={limit:,}; split the document or raise the limit")
         queries = self._queries(mentions, texts)
         per_retriever = [r.search(queries) for r in self.retrievers]
-        ranked = iter([self._fuse([hits[i] for hits in per_retriever]) for i in range(len(queries))])
+        leaders: dict[int, np.ndarray] = {}  # per table shared by mentions: see _contenders
+        ranked = iter([self._fuse([hits[i] for hits in per_retriever], leaders) for i in range(len(queries))])
         return L2Output([[MentionCandidates(m, next(ranked)) for m in per_text] for per_text in mentions])
 
     def _queries(self, mentions: list[list[Mention]], texts: list[str] | None) -> list[Query]:
@@ -66,52 +66,82 @@ class CandidateRetriever:
 
     # ------------------------------------------------------------------ fusion
 
-    def _fuse(self, layer_hits: list[Hits]) -> list:
+    def _fuse(self, layer_hits: list[Hits], leaders: dict[int, np.ndarray]) -> list:
         """Order: exact name matches first (the entity's label before an alias, then by popularity),
         then canonical (word-order free, stemmed) name matches, then reciprocal-rank fusion across
-        layers, best similarity, popularity, entity id."""
+        layers, best similarity, popularity, entity id. Only the rows that can reach the first
+        ``_cut`` places are sorted (see :meth:`_contenders`)."""
         store = self.kb.store
-        k = self.config.fusion_k
-        fused: dict[int, float] = defaultdict(float)
-        best: dict[int, float] = defaultdict(float)
-        sources: dict[int, list[str]] = defaultdict(list)
-        exact = set().union(*(hits.exact for hits in layer_hits))
-        exact_label = set().union(*(hits.exact_label for hits in layer_hits))
-        canonical = set().union(*(hits.canonical for hits in layer_hits))
-        for found_by, hits in zip(self.retrievers, layer_hits, strict=True):
-            for row, (rank, score) in hits.found.items():
-                if not store.alive[row] or store.popularity[row] < self.config.min_popularity:
-                    continue
-                fused[row] += 1.0 / (k + rank + 1)
-                best[row] = max(best[row], score)
-                if found_by.layer.type not in sources[row]:
-                    sources[row].append(found_by.layer.type)
-        if not fused:
+        tables = [hits.table() for hits in layer_hits]
+        rows = self._contenders(tables, leaders)
+        if not len(rows):
             return []
-        rows = np.fromiter(fused, dtype=np.int64, count=len(fused))
+        fused, best = np.zeros(len(rows)), np.zeros(len(rows))
+        exact, exact_label, canonical = (np.zeros(len(rows), bool) for _ in range(3))
+        found_by = []
+        for table in tables:
+            rank = table.rank_of(rows)
+            found = rank >= 0
+            at = np.maximum(rank, 0)
+            fused += np.where(found, 1.0 / (self.config.fusion_k + rank + 1), 0.0)
+            if found.any():
+                best = np.maximum(best, np.where(found, table.scores[at], -np.inf))
+                exact |= found & table.exact[at]
+                exact_label |= found & table.exact_label[at]
+                canonical |= found & table.canonical[at]
+            found_by.append(found)
+        popularity, fused, best = store.popularity[rows].tolist(), fused.tolist(), best.tolist()
+        exact, exact_label, canonical = exact.tolist(), exact_label.tolist(), canonical.tolist()
         ids = [store.ids[int(r)] for r in rows]
-        order = sorted(
-            range(len(rows)),
-            key=lambda i: (
-                -(rows[i] in exact),
-                -(rows[i] in exact_label),
-                -(rows[i] in canonical),
-                -store.popularity[rows[i]] if rows[i] in exact else 0,
-                -fused[rows[i]],
-                -best[rows[i]],
-                -store.popularity[rows[i]],
-                ids[i],
-            ),
-        )
+        order = sorted(range(len(rows)), key=lambda i: (
+            -exact[i], -exact_label[i], -canonical[i], -popularity[i] if exact[i] else 0,
+            -fused[i], -best[i], -popularity[i], ids[i]))
         ranked = [int(rows[i]) for i in order]
+        best_of = {int(rows[i]): best[i] for i in order}
+        sources = {int(rows[i]): "+".join(dict.fromkeys(r.layer.type for r, f in zip(self.retrievers, found_by,
+                                                                                      strict=True) if f[i]))
+                   for i in order[: self.config.max_candidates]}
         chosen = ranked[: self.config.max_candidates]
         if self.config.hierarchy is not None:
-            added = self._ancestors(ranked, best)
+            added = self._ancestors(ranked, best_of)
             chosen = chosen[: self.config.max_candidates - len(added)] + list(added)
-            best.update(added)
-            for row in added:
-                sources[row] = ["hierarchy"]
-        return [store.candidate(row, best[row], "+".join(sources[row])) for row in chosen]
+            best_of.update(added)
+            sources.update(dict.fromkeys(added, "hierarchy"))
+        return [store.candidate(row, best_of[row], sources[row]) for row in chosen]
+
+    @property
+    def _cut(self) -> int:
+        """How many of the best candidates fusion reads: the kept ones and those voting for ancestors."""
+        h = self.config.hierarchy
+        return max(self.config.max_candidates, h.from_top if h is not None else 0)
+
+    def _contenders(self, tables: list[HitTable], leaders: dict[int, np.ndarray]) -> np.ndarray:
+        """The valid rows (alive, popular enough) that can reach the first ``_cut`` places: every row of
+        every layer but the one with the most hits, and of that one its first ``_cut`` rows by the order it
+        alone would give (flags, popularity of exact hits, rank). Its other rows were found by no other
+        layer, so each of those ``_cut`` rows stays ahead of them whatever the other layers add."""
+        largest = max(range(len(tables)), key=lambda t: len(tables[t].rows))
+        key = id(tables[largest])
+        if key not in leaders:
+            leaders[key] = self._leaders(tables[largest])
+        others = [t.rows for i, t in enumerate(tables) if i != largest]
+        rows = np.unique(np.concatenate([leaders[key], *others]))
+        return rows[self._valid(rows)]
+
+    def _leaders(self, table: HitTable) -> np.ndarray:
+        """The first ``_cut`` valid rows of one layer's hits in the order fusion gives them when alone."""
+        valid = self._valid(table.rows)
+        rows, exact = table.rows[valid], table.exact[valid]
+        if len(rows) <= self._cut:
+            return rows
+        popularity = np.where(exact, self.kb.store.popularity[rows], 0)
+        order = np.lexsort((np.arange(len(rows)), -popularity, ~table.canonical[valid],
+                            ~table.exact_label[valid], ~exact))
+        return rows[order[: self._cut]]
+
+    def _valid(self, rows: np.ndarray) -> np.ndarray:
+        store = self.kb.store
+        return store.alive[rows] & (store.popularity[rows] >= self.config.min_popularity)
 
     def _ancestors(self, ranked: list[int], best: dict[int, float]) -> dict[int, float]:
         """The most voted ancestors of the best candidates that are not candidates yet, each scored

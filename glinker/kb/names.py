@@ -30,6 +30,7 @@ FORMAT1_PARAMS = {"ngram": 3}  # what kb format 1 (which recorded no parameters)
 # similar() sums postings into one array over all keys when they number at least 1/DENSE_POSTINGS of the keys
 DENSE_POSTINGS = 16
 SIMILAR_CHUNK = 64  # texts whose postings similar_many sums together
+MAX_NAME_TOKENS = 10  # longest names (in tokens) that scan looks for by default
 ARRAYS = (
     "key_hash",
     "key_name_offsets",
@@ -233,7 +234,7 @@ class NameIndex:
         return [rows[offsets[p] : offsets[p + 1]] if k and canon[p] == h else np.zeros(0, np.int64)
                 for k, h, p in zip(keys, hashes, pos, strict=True)]
 
-    def scan(self, text: str, min_chars: int = 1, max_tokens: int = 10, canonical_tokens: int = 0) -> list[NameMatch]:
+    def scan(self, text: str, min_chars: int = 1, max_tokens: int = MAX_NAME_TOKENS, canonical_tokens: int = 0) -> list[NameMatch]:
         """KB names in ``text``: longest first (exact before canonical at equal length), no overlaps,
         in text order. Windows of up to ``canonical_tokens`` tokens are also matched in canonical form."""
         tokens = list(tokens_with_offsets(text))

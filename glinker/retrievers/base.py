@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
+
+import numpy as np
 
 from ..config import L2Config, L2LayerConfig
 from ..kb import KnowledgeBase
@@ -20,21 +22,70 @@ class Query:
     end: int = 0
 
 
-@dataclass
 class Hits:
-    """What one retriever found for one mention: entity row -> (rank, similarity)."""
+    """What one retriever found for one mention: entity rows in the order first found (a row's rank is
+    its position), each with its best similarity and whether it matched a name exactly, as its
+    entity's label (``exact_label``), or in canonical form. Filled row by row (:meth:`add`) or with
+    arrays (:meth:`extend`), read as arrays (:meth:`table`)."""
 
-    found: dict[int, tuple[int, float]] = field(default_factory=dict)
-    exact: set[int] = field(default_factory=set)
-    exact_label: set[int] = field(default_factory=set)
-    canonical: set[int] = field(default_factory=set)
+    def __init__(self) -> None:
+        self._parts: list[tuple[np.ndarray, ...]] = []
+        self._table: HitTable | None = None
 
     def add(self, row: int, score: float) -> None:
-        best = self.found.get(row)
-        if best is None:
-            self.found[row] = (len(self.found), score)
-        elif score > best[1]:
-            self.found[row] = (best[0], score)
+        self.extend(np.array([row]), score)
+
+    def extend(self, rows: np.ndarray, scores: np.ndarray | float, exact: bool = False,
+               exact_label: np.ndarray | bool = False, canonical: bool = False) -> None:
+        """Add ``rows`` in order, as :meth:`add` one by one would, with these flags."""
+        n = len(rows)
+        flags = (np.broadcast_to(np.asarray(f, dtype=bool), n) for f in (exact, exact_label, canonical))
+        self._parts.append((np.asarray(rows, np.int64), np.broadcast_to(np.asarray(scores, np.float64), n), *flags))
+        self._table = None
+
+    def __len__(self) -> int:
+        return len(self.table().rows)
+
+    def table(self) -> HitTable:
+        if self._table is None:
+            columns = [np.concatenate(column) for column in zip(*self._parts, strict=True)]
+            self._table = HitTable.of(*columns) if columns else HitTable.of(*_EMPTY)
+        return self._table
+
+
+_EMPTY = (np.zeros(0, np.int64), np.zeros(0), *(np.zeros(0, bool),) * 3)
+
+
+@dataclass(frozen=True)
+class HitTable:
+    """Distinct rows in rank order, each with its best score and flags (any of its hits had the flag)."""
+
+    rows: np.ndarray
+    scores: np.ndarray
+    exact: np.ndarray
+    exact_label: np.ndarray
+    canonical: np.ndarray
+    _sorted_rows: np.ndarray
+    _rank_of_sorted: np.ndarray
+
+    @classmethod
+    def of(cls, rows: np.ndarray, scores: np.ndarray, *flags: np.ndarray) -> HitTable:
+        """The table of hits added in this order (the same row any number of times)."""
+        distinct, first, inverse = np.unique(rows, return_index=True, return_inverse=True)
+        best = np.full(len(distinct), -np.inf)
+        np.maximum.at(best, inverse, scores)
+        order = np.argsort(first)
+        rank = np.empty_like(order)
+        rank[order] = np.arange(len(order))
+        any_flag = [np.bincount(inverse, weights=f, minlength=len(distinct))[order] > 0 for f in flags]
+        return cls(distinct[order], best[order], *any_flag, distinct, rank)
+
+    def rank_of(self, rows: np.ndarray) -> np.ndarray:
+        """The rank of each of ``rows``, -1 where not found (a binary search)."""
+        if not len(self.rows):
+            return np.full(len(rows), -1, np.int64)
+        pos = np.minimum(np.searchsorted(self._sorted_rows, rows), len(self.rows) - 1)
+        return np.where(self._sorted_rows[pos] == rows, self._rank_of_sorted[pos], -1)
 
 
 class Retriever:

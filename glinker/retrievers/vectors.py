@@ -6,6 +6,8 @@ vectors (numpy, blocked) up to 250k names and FAISS above, or as ``index`` asks 
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..linking import context_window
 from ..models.encoder import get_encoder
 from .base import Hits, Query, Retriever
@@ -35,10 +37,9 @@ class VectorRetriever(Retriever):
         scores, name_rows = index.search(self.encoder.encode(flat, batch_size=self.batch_size), top_k * 3)
         entity_of = self.kb.store.name_entity_rows()
         for owner, row_scores, row_ids in zip(owners, scores, name_rows, strict=True):
-            hits = results[owner]
-            for score, name_row in zip(row_scores, row_ids, strict=True):
-                if name_row >= 0 and len(hits.found) < top_k * len(strings[owner]):
-                    hits.add(int(entity_of[name_row]), min(float(score), 1.0))
+            found = row_ids >= 0
+            _add_until_full(results[owner], entity_of[row_ids[found]], np.minimum(row_scores[found], 1.0),
+                            top_k * len(strings[owner]))
         return results
 
     def precompute(self, batch_size: int = 64, progress: bool = False) -> int:
@@ -54,6 +55,17 @@ class VectorRetriever(Retriever):
     def _index(self, batch_size: int, progress: bool = False):
         return self.kb.vector_index(self.encoder, "names", index_type=self.layer.index, batch_size=batch_size,
                                     progress=progress)
+
+
+def _add_until_full(hits: Hits, rows: np.ndarray, scores: np.ndarray, limit: int) -> None:
+    """Add hits in order while ``hits`` holds fewer than ``limit`` distinct rows; the rest are dropped (also
+    better scores of rows already held)."""
+    _, first = np.unique(rows, return_index=True)
+    new = np.zeros(len(rows), dtype=bool)
+    new[first] = ~np.isin(rows[first], hits.table().rows)
+    held_before = len(hits) + np.cumsum(new) - new
+    keep = held_before < limit
+    hits.extend(rows[keep], scores[keep])
 
 
 RETRIEVER = VectorRetriever
