@@ -47,10 +47,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from .app import ServeOptions, create_app
     except ImportError as exc:
         raise GlinkerError(f"glinker serve needs the serve extra: pip install -e \".[serve]\" ({exc})") from None
-    from ..cli import user_path
     from .service import Limits, RequestChecker
 
-    config, kb = user_path(args.config), user_path(args.kb)
+    config, kb = Path(args.config), Path(args.kb)
     if not kb.exists():
         raise GlinkerError(f"--kb {args.kb}: not found (a kb_dir or an entity .jsonl/.jsonl.gz)")
     limits = Limits(args.max_request_docs, args.max_text_chars, args.max_body_bytes)
@@ -84,8 +83,7 @@ def add_serve(sub) -> None:
     serve = sub.add_parser("serve", help="HTTP linking service: POST /link, GET /health, GET /metrics",
                            description="Link texts over HTTP; documents of concurrent requests are linked "
                                        "together in batches. SIGTERM drains the queue and exits 0.")
-    serve.add_argument("--config", required=True,
-                       help="pipeline YAML (a path, or glinker:configs/NAME.yaml for a bundled one)")
+    serve.add_argument("--config", required=True, help="pipeline YAML")
     serve.add_argument("--kb", required=True, help="kb_dir from `glinker kb build` (or an entity .jsonl/.jsonl.gz)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s, this machine only)")
     serve.add_argument("--port", type=int, default=8000, help="(default: %(default)s)")
