@@ -65,6 +65,7 @@ class KnowledgeBase:
         verify_files(kb_dir, manifest, EntityStore.files() + NameIndex.files() + VectorStore.files(manifest), verify)
         deep = verify != "full"
         store = EntityStore.open(kb_dir, manifest["count"], manifest["names"], utf8=deep)
+        _check_same_rows(kb_dir, manifest, name_params, store.rows_sha256())
         names = NameIndex.open(kb_dir, name_params, len(store.names), len(store.ids), deep)
         vectors = VectorStore.open(kb_dir, manifest)
         for space in sorted(self._required):
@@ -85,11 +86,12 @@ class KnowledgeBase:
 
         def fill(directory: Path) -> dict[str, Any]:
             self.compact()
+            rows = self.store.rows_sha256()
             files = self.store.save(directory) + self.name_index().save(directory)
-            vector_files, vector_fields = self.vector_store.save(directory, encoder_id, template, index_type, dtype,
-                                                                 progress)
+            vector_files, vector_fields = self.vector_store.save(directory, encoder_id, template, rows, index_type,
+                                                                 dtype, progress)
             fields = {"build_seconds": build_seconds, "count": len(self.store), "names": len(self.store.names),
-                      "name_index": self.name_index().params, **vector_fields}
+                      "name_index": {**self.name_index().params, "rows_sha256": rows}, **vector_fields}
             return write_manifest(directory, fields, files + vector_files)
 
         with self.lock:
@@ -170,7 +172,7 @@ class KnowledgeBase:
         if len(todo):
             texts = (self.store.names.take(np.asarray(rows)[todo]) if kind == "names"
                      else self.store.render(np.asarray(rows)[todo], template))
-            out[todo] = encoder.encode(texts, batch_size=batch_size, progress=progress, desc=f"embedding {kind}")
+            out[todo] = _encode_once(encoder, texts, batch_size, progress, f"embedding {kind}")
         return out
 
     def vector_index(self, encoder, kind: str = "names", template: str = NAME_TEMPLATE, index_type: str = "auto",
@@ -179,6 +181,31 @@ class KnowledgeBase:
         with self.lock:
             vectors = self.vectors(encoder, kind, template, batch_size=batch_size, progress=progress)
             return self.vector_store.index_of(vectors, index_type, progress)
+
+
+def _check_same_rows(kb_dir: Path, manifest: dict[str, Any], name_params: dict[str, Any], rows_sha256: str) -> None:
+    """Refuse a kb_dir whose name index or vectors were built from another entity table than the one it holds
+    (files of two builds mixed, checksums regenerated). kb_dirs written before glinker recorded
+    ``rows_sha256`` (format 1, early format 2) have nothing to compare and open as they are."""
+    recorded = {"names.*.npy": name_params.get("rows_sha256"),
+                **{info["file"]: info.get("rows_sha256") for info in manifest.get("vectors", {}).values()}}
+    other = [name for name, digest in recorded.items() if digest is not None and digest != rows_sha256]
+    if other:
+        raise KnowledgeBaseError(
+            f"{kb_dir}: {', '.join(other)} {'were' if len(other) > 1 else 'was'} built from another entity table "
+            f"than entities.*.npy (rows_sha256 {recorded[other[0]]!s:.12} in the manifest, {rows_sha256:.12} for "
+            f"the table): the kb_dir mixes files of different builds; rebuild it with `glinker kb build`")
+
+
+def _encode_once(encoder, texts: list[str], batch_size: int, progress: bool, desc: str) -> np.ndarray:
+    """The vector of each text, every distinct text encoded once (a name that a thousand entities share is
+    one text to the encoder) and copied to its other places."""
+    distinct = list(dict.fromkeys(texts))
+    vectors = encoder.encode(distinct, batch_size=batch_size, progress=progress, desc=desc)
+    if len(distinct) == len(texts):
+        return vectors
+    position = {text: i for i, text in enumerate(distinct)}
+    return vectors[[position[text] for text in texts]]
 
 
 def _check_space(manifest: dict[str, Any] | None, path: Path | None, kind: str, encoder_id: str, template: str) -> None:
@@ -192,8 +219,8 @@ def _check_space(manifest: dict[str, Any] | None, path: Path | None, kind: str, 
             f"{encoder_id!r}; rebuild with `glinker kb build --encoder {encoder_id}` or configure {manifest['encoder']!r}"
         )
     built = manifest["vectors"][kind]
-    if kind == "entities" and built.get("template") != template:
+    if kind != "names" and built.get("template") != template:
         raise KnowledgeBaseError(
-            f"{path}: entity vectors were made with template {built.get('template')!r}, but the pipeline "
+            f"{path}: the {kind} vectors were made with template {built.get('template')!r}, but the pipeline "
             f"uses {template!r}; rebuild with `glinker kb build --template ...` or change the schema template"
         )

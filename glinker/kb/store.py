@@ -12,6 +12,7 @@ before a save, so every saved row is alive.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -298,6 +299,16 @@ class EntityStore:
             paths.append(directory / f"entities.{name}.npy")
             np.save(paths[-1], np.asarray(getattr(self, name)))
         return paths
+
+    def rows_sha256(self) -> str:
+        """SHA-256 of what the other parts of a kb_dir (name index, vectors) know the rows by: the ids, the
+        names and which names are whose."""
+        digest = hashlib.sha256()
+        for column in (self.ids, self.names):
+            digest.update(np.ascontiguousarray(column.offsets, dtype="<i8"))
+            digest.update(np.ascontiguousarray(column.data))
+        digest.update(np.ascontiguousarray(self.name_start, dtype="<i8"))
+        return digest.hexdigest()
 
     @classmethod
     def open(cls, directory: Path, count: int, names: int, utf8: bool) -> EntityStore:

@@ -82,10 +82,11 @@ class VectorStore:
 
     # ------------------------------------------------------------------ kb_dir files
 
-    def save(self, directory: Path, encoder_id: str | None, template: str | None, index_type: str = "auto",
-             dtype: str = "float32", progress: bool = False) -> tuple[list[Path], dict[str, Any]]:
+    def save(self, directory: Path, encoder_id: str | None, template: str | None, rows_sha256: str,
+             index_type: str = "auto", dtype: str = "float32", progress: bool = False) -> tuple[list[Path], dict[str, Any]]:
         """Write the sets of ``encoder_id`` (entity vectors of ``template`` only) and the name index; returns
-        the files and the manifest keys that describe them."""
+        the files and the manifest keys that describe them (each set with ``rows_sha256``, the identity of the
+        entity table its rows belong to: see EntityStore.rows_sha256)."""
         files: list[Path] = []
         vectors: dict[str, Any] = {}
         saved = [vs for vs in self.sets.values() if encoder_id is not None and vs.encoder_id == encoder_id
@@ -96,7 +97,7 @@ class VectorStore:
             files.append(path)
             vectors[vector_set.kind] = {"file": path.name, "rows": int(vector_set.matrix.shape[0]),
                                         "template": vector_set.template, "normalized": vector_set.normalized,
-                                        "max_length": vector_set.max_length}
+                                        "max_length": vector_set.max_length, "rows_sha256": rows_sha256}
         index_info = self._save_index(directory, encoder_id, "names" in vectors, index_type, progress, files)
         dims = {int(vs.matrix.shape[1]) for vs in self.sets.values() if vs.encoder_id == encoder_id}
         return files, {

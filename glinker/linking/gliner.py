@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ConfigError
-from ..models.gliner import GlinerLabelEncoder, Row, Words, get_gliner
+from ..models.gliner import GlinerLabelEncoder, GlinerModel, Row, Words, get_gliner
 from ..types import Candidate, MentionCandidates
 from .inputs import candidate_text, candidate_vectors
 
@@ -19,14 +19,16 @@ from .inputs import candidate_text, candidate_vectors
 class GlinerLinkScorer:
     """L3/L4 backend "gliner": each mention span, fixed, scored against its own candidates only."""
 
-    def __init__(self, kb, model_name: str, template: str, device: str = "cpu", max_length: int | None = 512,
-                 batch_size: int = 32, token: str | None = None, max_labels: int | None = None,
-                 use_precomputed: bool = True, cache_embeddings: bool = False):
+    def __init__(self, kb, model_name: str | GlinerModel, template: str, device: str = "cpu",
+                 max_length: int | None = 512, batch_size: int = 32, token: str | None = None,
+                 max_labels: int | None = None, use_precomputed: bool = True, cache_embeddings: bool = False):
+        """``model_name``: a GLiNER's name, or one already loaded (e.g. the model ``glinker train`` trains)."""
         self.kb = kb
-        self.gliner = get_gliner(model_name, device=device, token=token)
+        loaded = isinstance(model_name, GlinerModel)
+        self.gliner = model_name if loaded else get_gliner(model_name, device=device, token=token)
         if self.gliner.config.span_mode == "token_level":
             raise ConfigError(
-                f"GLiNER model {model_name!r} is token-level; linking scores fixed spans and needs a span model"
+                f"GLiNER model {self.gliner.name!r} is token-level; linking scores fixed spans and needs a span model"
             )
         self.template = template
         self.max_length = max_length
@@ -35,6 +37,8 @@ class GlinerLinkScorer:
         self.use_precomputed = use_precomputed
         self.cache: dict[str, np.ndarray] | None = {} if cache_embeddings else None
         self.label_encoder = GlinerLabelEncoder(self.gliner) if self.gliner.is_bi else None
+        if self.label_encoder is not None and use_precomputed:
+            kb.require_vectors(self.label_encoder.model_id, "labels", template)
 
     def precompute(self, batch_size: int = 64, progress: bool = False) -> int:
         """Embed every KB entity with the label encoder (bi-encoders with precomputed embeddings only)."""
