@@ -170,12 +170,43 @@ def print_link_summary(summary: dict, to_stdout: bool) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluation.report import require_matplotlib, write_report
+    from .evaluation.thresholds import write_threshold_config
     from .jobs.evaluate import evaluate, format_report
 
+    if args.compare:
+        return eval_compare(args)
+    missing = [f"--{name}" for name in ("config", "kb", "gold") if getattr(args, name) is None]
+    if missing:
+        raise GlinkerError(f"glinker eval needs {', '.join(missing)} (or --compare A.json B.json)")
+    if args.report:
+        require_matplotlib()
     report = evaluate(user_path(args.config), user_path(args.kb), user_path(args.gold), split=args.split,
                       gold_mentions=args.gold_mentions, batch_size=args.batch_size, device=args.device,
-                      limit=args.limit, text_field=args.text_field, id_field=args.id_field)
+                      limit=args.limit, text_field=args.text_field, id_field=args.id_field, group_by=args.group_by,
+                      progress=not args.quiet)
+    if args.write_threshold:
+        written = write_threshold_config(user_path(args.config), report["threshold"], args.write_threshold)
+        print(f"wrote {args.write_threshold}: threshold {written:g}", file=sys.stderr)
+    if args.report:
+        write_report(report, args.report, title=f"glinker eval: {Path(args.gold).name}")
+        print(f"wrote {args.report}", file=sys.stderr)
     print(orjson.dumps(report).decode() if args.json else format_report(report))
+    return 0
+
+
+def eval_compare(args: argparse.Namespace) -> int:
+    """``glinker eval --compare A.json B.json``: the mentions whose outcome changed between two runs."""
+    from .evaluation.compare import compare, format_compare, load_run
+    from .evaluation.report import require_matplotlib, write_compare_report
+
+    if args.report:
+        require_matplotlib()
+    diff = compare(*(load_run(user_path(path)) for path in args.compare), names=args.compare)
+    if args.report:
+        write_compare_report(diff, args.report)
+        print(f"wrote {args.report}", file=sys.stderr)
+    print(orjson.dumps(diff).decode() if args.json else format_compare(diff))
     return 0
 
 
@@ -189,10 +220,10 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pipeline_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True,
+def _pipeline_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    parser.add_argument("--config", required=required,
                         help="pipeline YAML (a path, or glinker:configs/NAME.yaml for a bundled one)")
-    parser.add_argument("--kb", required=True, help="kb_dir from `glinker kb build` (or an entity .jsonl/.jsonl.gz)")
+    parser.add_argument("--kb", required=required, help="kb_dir from `glinker kb build` (or an entity .jsonl/.jsonl.gz)")
     parser.add_argument("--device", help="override the device of every node: cpu, cuda, cuda:1 ...")
 
 
@@ -258,16 +289,23 @@ def add_link(sub) -> None:
 
 
 def add_eval(sub) -> None:
-    ev = sub.add_parser("eval", help="score a pipeline on gold-annotated documents (P/R/F1, accuracy@1, recall@k)")
-    _pipeline_args(ev)
-    ev.add_argument("--gold", required=True, help="JSONL(.gz) documents with 'text' and 'mentions' [{start, end, entity_id, entity_ids}]")
+    ev = sub.add_parser("eval", help="score a pipeline on gold-annotated documents and explain its errors "
+                        "(P/R/F1, outcome categories, recall@k, threshold calibration, HTML report)")
+    _pipeline_args(ev, required=False)
+    ev.add_argument("--gold", help="JSONL(.gz) documents with 'text' and 'mentions' [{start, end, entity_id, entity_ids}]")
     ev.add_argument("--split", help="only documents whose 'split' field equals this (e.g. test)")
     ev.add_argument("--gold-mentions", action="store_true", help="give the gold spans to the pipeline (its L1 nodes are removed)")
-    ev.add_argument("--json", action="store_true", help="print one JSON line instead of the table")
+    ev.add_argument("--json", action="store_true", help="print one JSON line instead of the table (with every mention's outcome)")
     ev.add_argument("--batch-size", type=int, default=32, help="documents per pipeline call (default: %(default)s)")
     ev.add_argument("--limit", type=int, help="only the first N documents (after --split)")
     ev.add_argument("--text-field", default="text", help="gold field holding the text (default: %(default)s)")
     ev.add_argument("--id-field", default="doc_id", help="gold field holding the document id (default: %(default)s)")
+    ev.add_argument("--group-by", metavar="FIELD", help="also count the outcomes per value of this document field (e.g. split)")
+    ev.add_argument("--report", metavar="HTML", help="write a self-contained HTML report (plots, examples); needs matplotlib")
+    ev.add_argument("--write-threshold", metavar="CONFIG_OUT", help="write a copy of --config linking at the best-F1 threshold")
+    ev.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"),
+                    help="compare two saved --json runs (which mentions changed outcome) instead of evaluating")
+    ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.set_defaults(func=cmd_eval)
 
 

@@ -1,159 +1,32 @@
-"""Entity-linking metrics (pure functions) and ``glinker eval``.
+"""``glinker eval``: run a pipeline over gold-annotated documents, score it and explain its errors.
 
-Counting rules:
-
-- A predicted link ``(start, end, entity_id)`` is correct when a gold mention has exactly that span
-  and ``entity_id`` is one of its ids (a composite mention such as "breast and ovarian cancer" has
-  several; any of them counts).
-- Precision = correct links / predicted links; recall = correct links / gold mentions that are not
-  NIL; F1 their harmonic mean.
-- NIL gold mentions (entity id "NIL", or no id) are not in recall's denominator. A link predicted on
-  a NIL mention's span is a false positive; leaving it unlinked, or not finding it, costs nothing.
-  ``nil_accuracy`` is the share of NIL gold mentions left unlinked.
-- ``spans``: mention detection alone, predicted spans (linked or not) against all gold spans.
-- ``accuracy@1``: correct links / non-NIL gold mentions (= linking recall); it is the headline number
-  with ``--gold-mentions``, where every gold span is given to the pipeline.
-- ``recall@k``: share of non-NIL gold mentions with a correct id among the first k L2 candidates of
-  exactly that span (a gold mention the pipeline did not find is a miss).
+The pipeline runs once, linking at threshold 0 (its deciding node's threshold and the aggregator's
+min_confidence lowered), so every mention keeps its best candidate and that candidate's score. The
+links at the configured threshold are read from them, which is what running at that threshold gives
+(a mention's best candidate does not depend on the threshold), and so is the sweep over all others.
+Counting rules: glinker/evaluation/metrics.py; outcome categories: glinker/evaluation/outcomes.py.
 """
 
 from __future__ import annotations
 
+import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from ..evaluation.calibration import score_points, threshold_report
+from ..evaluation.metrics import KS, GoldMention, Prediction, SpanCandidates, Tally, gold_mention, score
+from ..evaluation.outcomes import Scored, classify, mention_record, summary
+from ..evaluation.text import outcome_lines, threshold_lines
+from ..evaluation.thresholds import deciding_node, keeps_unlinked, link_threshold, with_threshold
 from .reader import Doc, InputOptions, Reject, iter_items, open_input
 
-KS = (1, 5, 10, 30)
-NIL = "NIL"
-
-
-@dataclass(frozen=True, slots=True)
-class GoldMention:
-    start: int
-    end: int
-    ids: tuple[str, ...]  # empty for NIL
-
-    @property
-    def nil(self) -> bool:
-        return not self.ids
-
-
-@dataclass(frozen=True, slots=True)
-class Prediction:
-    start: int
-    end: int
-    entity_id: str | None  # None: found but left unlinked
-
-
-@dataclass(frozen=True, slots=True)
-class SpanCandidates:
-    start: int
-    end: int
-    ids: tuple[str, ...]  # L2 candidates, best first
-
-
-def gold_mention(raw: dict[str, Any]) -> GoldMention:
-    """A gold mention from ``{start, end, entity_id, entity_ids?}``; "NIL" or no id means NIL."""
-    ids = raw.get("entity_ids") or ([raw["entity_id"]] if raw.get("entity_id") is not None else [])
-    return GoldMention(int(raw["start"]), int(raw["end"]), tuple(i for i in ids if i != NIL))
-
-
-@dataclass
-class Tally:
-    """Counts over documents; :meth:`report` turns them into metrics."""
-
-    ks: tuple[int, ...] = KS
-    gold: int = 0
-    nil_gold: int = 0
-    predicted: int = 0
-    correct: int = 0
-    nil_linked: int = 0
-    gold_spans: int = 0
-    predicted_spans: int = 0
-    matched_spans: int = 0
-    docs: int = 0
-    hits: dict[int, int] = field(default_factory=dict)
-
-    def add(self, gold: Sequence[GoldMention], predictions: Sequence[Prediction],
-            candidates: Sequence[SpanCandidates] | None = None) -> None:
-        """Count one document. Duplicate spans count once (the first prediction of a span wins)."""
-        by_span = {}
-        for g in gold:
-            by_span.setdefault((g.start, g.end), g)
-        preds = {}
-        for p in predictions:
-            preds.setdefault((p.start, p.end), p)
-        self.docs += 1
-        self.gold_spans += len(by_span)
-        self.predicted_spans += len(preds)
-        self.matched_spans += len(by_span.keys() & preds.keys())
-        for span, g in by_span.items():
-            p = preds.get(span)
-            if g.nil:
-                self.nil_gold += 1
-                self.nil_linked += p is not None and p.entity_id is not None
-            else:
-                self.gold += 1
-                self.correct += p is not None and p.entity_id in g.ids
-        self.predicted += sum(p.entity_id is not None for p in preds.values())
-        if candidates is not None:
-            ranked = {}
-            for c in candidates:
-                ranked.setdefault((c.start, c.end), c.ids)
-            for span, g in by_span.items():
-                if g.nil:
-                    continue
-                ids = ranked.get(span, ())
-                first = next((rank for rank, i in enumerate(ids) if i in g.ids), None)
-                for k in self.ks:
-                    self.hits[k] = self.hits.get(k, 0) + (first is not None and first < k)
-
-    def report(self) -> dict[str, Any]:
-        precision = _ratio(self.correct, self.predicted)
-        recall = _ratio(self.correct, self.gold)
-        span_p = _ratio(self.matched_spans, self.predicted_spans)
-        span_r = _ratio(self.matched_spans, self.gold_spans)
-        out = {
-            "docs": self.docs,
-            "gold_mentions": self.gold, "nil_mentions": self.nil_gold,
-            "predicted_links": self.predicted, "correct_links": self.correct,
-            "precision": precision, "recall": recall, "f1": _f1(precision, recall),
-            "accuracy@1": recall,
-            "nil_linked": self.nil_linked, "nil_accuracy": _ratio(self.nil_gold - self.nil_linked, self.nil_gold),
-            "spans": {"precision": span_p, "recall": span_r, "f1": _f1(span_p, span_r)},
-        }
-        if self.hits:
-            out["recall@k"] = {str(k): _ratio(self.hits[k], self.gold) for k in self.ks}
-        return out
-
-
-def _ratio(a: int, b: int) -> float:
-    return round(a / b, 4) if b else 0.0
-
-
-def _f1(p: float, r: float) -> float:
-    return round(2 * p * r / (p + r), 4) if p + r else 0.0
-
-
-def score(gold_docs: Iterable[Sequence[GoldMention]], predicted_docs: Iterable[Sequence[Prediction]],
-          candidate_docs: Iterable[Sequence[SpanCandidates]] | None = None, ks: tuple[int, ...] = KS) -> dict[str, Any]:
-    """Metrics over aligned per-document lists of gold mentions, predictions and (optionally) candidates."""
-    tally = Tally(ks=ks)
-    gold_docs, predicted_docs = list(gold_docs), list(predicted_docs)
-    if len(gold_docs) != len(predicted_docs):
-        raise InputError(f"{len(gold_docs)} gold documents but {len(predicted_docs)} predicted")
-    candidate_docs = list(candidate_docs) if candidate_docs is not None else [None] * len(gold_docs)
-    for gold, preds, cands in zip(gold_docs, predicted_docs, candidate_docs, strict=True):
-        tally.add(gold, preds, cands)
-    return tally.report()
-
-
-# --------------------------------------------------------------------------- glinker eval
+__all__ = ["KS", "GoldMention", "Prediction", "SpanCandidates", "Tally", "evaluate", "format_report", "gold_mention",
+           "score"]
 
 
 def _gold_docs(path: str | Path, split: str | None, options: InputOptions) -> Iterator[tuple[Doc, list[GoldMention]]]:
@@ -192,38 +65,109 @@ def _batched(items: Iterator, size: int) -> Iterator[list]:
         yield batch
 
 
+def _read_docs(path: str | Path, split: str | None, limit: int | None,
+               options: InputOptions) -> list[tuple[Doc, list[GoldMention]]]:
+    docs = _gold_docs(path, split, options)
+    return list(docs if limit is None else (d for _, d in zip(range(limit), docs, strict=False)))
+
+
+def scored_mention(record, groups) -> Scored:
+    """An L0 record with its decision: the linked entity (the run links at threshold 0), else the
+    best-scored candidate with no score (no threshold links it)."""
+    own = record.mention_index is not None and groups is not None
+    candidates = groups[record.mention_index].candidates if own else record.candidates
+    ranked = sorted(record.candidate_scores.items(), key=lambda kv: -kv[1])
+    if record.is_linked:
+        best, value = record.linked_entity.entity_id, float(record.linked_entity.score)
+    else:
+        best = ranked[0][0] if ranked else (candidates[0].entity_id if candidates else None)
+        value = None
+    return Scored(record.mention_start, record.mention_end, best, value, tuple(c.entity_id for c in candidates),
+                  tuple((i, round(float(s), 4)) for i, s in ranked))
+
+
+def kb_describer(store) -> Callable[[str], tuple[str | None, str]]:
+    """(label, entity_type) of an entity id in the loaded KB."""
+    @cache
+    def describe(entity_id: str) -> tuple[str | None, str]:
+        row = store.row_of(entity_id)
+        return (None, "(not in KB)") if row is None else (store.label(row), store.types[row])
+    return describe
+
+
+@dataclass
+class EvalRun:
+    """What one evaluation has counted: the metrics' tally, one record per outcome unit, and the kept
+    (score, right) points of the threshold sweep."""
+
+    threshold: float | None
+    describe: Callable[[str], tuple[str | None, str]]
+    group_by: str | None = None
+    tally: Tally = field(default_factory=Tally)
+    keep_unlinked: bool = True  # the aggregator's include_unlinked: else records unlinked at the threshold drop out
+    mentions: list[dict] = field(default_factory=list)
+    points: list[tuple[float, bool]] = field(default_factory=list)
+
+    def add(self, doc: Doc, gold: list[GoldMention], records: list, groups: list | None) -> None:
+        """Count one document from its L0 records and L2 groups."""
+        cands = None if groups is None else [
+            SpanCandidates(g.mention.start, g.mention.end, tuple(c.entity_id for c in g.candidates)) for g in groups]
+        labels = {c.entity_id: c.label for g in groups or () for c in g.candidates}
+        self.add_scored(doc, gold, [scored_mention(r, groups) for r in records], labels, cands)
+
+    def add_scored(self, doc: Doc, gold: list[GoldMention], scored: list[Scored], labels: dict[str, str],
+                   candidates: list[SpanCandidates] | None = None) -> None:
+        """Count one document from its predicted mentions with their decisions."""
+        threshold = self.threshold if self.threshold is not None else 0.0
+        self.points += score_points(gold, scored)
+        if not self.keep_unlinked:
+            scored = [s for s in scored if s.link(threshold) is not None]
+        self.tally.add(gold, [Prediction(s.start, s.end, s.link(threshold)) for s in scored], candidates)
+        for unit in classify(gold, scored, threshold):
+            record = mention_record(unit, doc.id, doc.text, self.describe, labels)
+            if self.group_by is not None:
+                record["group"] = doc.record.get(self.group_by)
+            self.mentions.append(record)
+
+    def report(self, node: str | None) -> dict[str, Any]:
+        report = self.tally.report()
+        report.update(summary(self.mentions, report["spans"], self.group_by))
+        report["threshold"] = threshold_report(self.points, report["gold_mentions"], self.threshold, node)
+        report["mentions"] = self.mentions
+        return report
+
+
 def evaluate(config: str | Path, kb: str | Path, gold_path: str | Path, split: str | None = None,
              gold_mentions: bool = False, batch_size: int = 32, device: str | None = None, limit: int | None = None,
-             text_field: str = "text", id_field: str = "doc_id", ks: tuple[int, ...] = KS) -> dict[str, Any]:
-    """Run the pipeline over the gold documents and score it (see the module docstring for the rules)."""
+             text_field: str = "text", id_field: str = "doc_id", ks: tuple[int, ...] = KS,
+             group_by: str | None = None, progress: bool = False) -> dict[str, Any]:
+    """Run the pipeline over the gold documents and score it (see the module docstring)."""
+    from tqdm import tqdm
+
     from .pipeline import Linker, linking_only, load_pipeline
+    from .runner import add_layer_seconds
 
     pipeline = load_pipeline(config, device)
     if gold_mentions:
         pipeline = linking_only(pipeline)
-    linker = Linker(pipeline, kb)
-    tally = Tally(ks=ks)
+    linker = Linker(with_threshold(pipeline, 0.0), kb)
+    run = EvalRun(link_threshold(pipeline), kb_describer(linker.executor.kb.store), group_by, Tally(ks=ks),
+                  keeps_unlinked(pipeline))
+    docs = _read_docs(gold_path, split, limit, InputOptions(text_field=text_field, id_field=id_field))
     layer_seconds: dict[str, float] = {}
     started = time.perf_counter()
-    docs = _gold_docs(gold_path, split, InputOptions(text_field=text_field, id_field=id_field))
-    if limit is not None:
-        docs = (d for _, d in zip(range(limit), docs, strict=False))
-    for batch in _batched(docs, batch_size):
-        texts = [doc.text for doc, _ in batch]
-        entities = [[{"start": g.start, "end": g.end} for g in gold] for _, gold in batch] if gold_mentions else None
-        context = linker.run(texts, entities)
-        for node, seconds in context.timings().items():
-            layer_seconds[node] = layer_seconds.get(node, 0.0) + seconds
-        records = context.get(linker.l0_key).entities
-        groups = context.get(linker.l2_key).candidates if linker.l2_key else [None] * len(batch)
-        for (_, gold), recs, group in zip(batch, records, groups, strict=True):
-            preds = [Prediction(r.mention_start, r.mention_end, r.linked_entity.entity_id if r.is_linked else None)
-                     for r in recs]
-            cands = None if group is None else [
-                SpanCandidates(g.mention.start, g.mention.end, tuple(c.entity_id for c in g.candidates)) for g in group]
-            tally.add(gold, preds, cands)
+    with tqdm(total=len(docs), unit="doc", desc="eval", file=sys.stderr, disable=not progress,
+              dynamic_ncols=True) as bar:
+        for batch in _batched(iter(docs), batch_size):
+            entities = [[{"start": g.start, "end": g.end} for g in gold] for _, gold in batch] if gold_mentions else None
+            context = linker.run([doc.text for doc, _ in batch], entities)
+            add_layer_seconds(layer_seconds, context.timings())
+            groups = context.get(linker.l2_key).candidates if linker.l2_key else [None] * len(batch)
+            for (doc, gold), records, group in zip(batch, context.get(linker.l0_key).entities, groups, strict=True):
+                run.add(doc, gold, records, group)
+            bar.update(len(batch))
     seconds = time.perf_counter() - started
-    report = tally.report()
+    report = run.report(deciding_node(pipeline))
     report.update({
         "mode": "gold_mentions" if gold_mentions else "end_to_end", "split": split,
         "seconds": round(seconds, 3), "docs_per_second": round(report["docs"] / seconds, 3) if seconds else 0.0,
@@ -244,4 +188,4 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append("  recall@k      " + "  ".join(f"@{k} {v:.4f}" for k, v in report["recall@k"].items()))
     layers = "  ".join(f"{k} {v:.1f}s" for k, v in report["layer_seconds"].items())
     lines.append(f"  time          {report['seconds']:.1f}s ({report['docs_per_second']:.2f} docs/s): {layers}")
-    return "\n".join(lines)
+    return "\n".join(lines + outcome_lines(report) + threshold_lines(report))
