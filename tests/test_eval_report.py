@@ -5,6 +5,7 @@ example KB for the sweep against real re-runs (no trained model).
 """
 
 import re
+import sys
 
 import orjson
 import pytest
@@ -122,6 +123,14 @@ def test_hostile_text_in_the_data_stays_escaped(tmp_path):
         assert not re.search(r"<[^>]*\son\w+=", html) and "src=" not in re.sub(r"&lt;.*?&gt;", "", html)
         assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
     assert "&lt;img src=x onerror=alert(&quot;A&quot;)&gt;" in pages[0]
+
+
+def test_eval_arguments_and_missing_matplotlib_are_refused_before_running(monkeypatch, capsys, tmp_path):
+    assert main(["eval", "--kb", "kb_dir"]) == 2
+    assert "needs --config, --gold (or --compare A.json B.json)" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    assert main(["eval", "--config", "x.yaml", "--kb", "kb_dir", "--gold", "g.jsonl", "--report", "r.html"]) == 2
+    assert 'needs matplotlib: pip install -e ".[report]"' in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- a real pipeline, run again
