@@ -9,9 +9,9 @@ glinker 0.1.x compatibility"): they are accepted so those files load, and droppe
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
 
 from . import registry
 
@@ -20,6 +20,11 @@ from . import registry
 MAX_CANDIDATES = 1_000
 MAX_LABELS = 1_000
 MAX_MENTIONS_PER_TEXT = 100_000
+
+# Numbers are taken as written: `max_candidates: true` or `threshold: "0.5"` is an error, not 1 or 0.5
+# (an integer is still a valid Float).
+Int = Annotated[int, Strict()]
+Float = Annotated[float, Strict()]
 
 # Keys of glinker 0.1.x configs accepted without effect, per model (README, "Accepted for glinker
 # 0.1.x compatibility", says why each does nothing).
@@ -97,14 +102,14 @@ class PipelineSpec(StrictModel):
 
 
 class _ContextConfig(StrictModel):
-    max_left_context: int = Field(50, ge=0, description="characters of left context kept per mention")
-    max_right_context: int = Field(50, ge=0, description="characters of right context kept per mention")
-    min_entity_length: int = Field(2, ge=1, description="shorter mentions are dropped")
+    max_left_context: Int = Field(50, ge=0, description="characters of left context kept per mention")
+    max_right_context: Int = Field(50, ge=0, description="characters of right context kept per mention")
+    min_entity_length: Int = Field(2, ge=1, description="shorter mentions are dropped")
 
 
 class L1SpacyConfig(_ContextConfig):
     model: str = "en_core_web_sm"
-    batch_size: int = Field(32, ge=1)
+    batch_size: Int = Field(32, ge=1)
     include_noun_chunks: bool = False
     entity_types: list[str] | None = Field(None, description="keep only these spaCy labels (None = all)")
     exclude_types: list[str] = Field(
@@ -118,14 +123,14 @@ class L1GlinerConfig(_ContextConfig):
     labels: list[str] = Field(min_length=1, max_length=MAX_LABELS)
     token: str | None = None
     device: str = "cpu"
-    threshold: float = Field(0.3, ge=0.0, le=1.0)
+    threshold: Float = Field(0.3, ge=0.0, le=1.0)
     flat_ner: bool = True
     multi_label: bool = False
     # texts per forward pass; on CPU small batches of long texts run faster (benchmarks/throughput.py)
-    batch_size: int = Field(8, ge=1)
+    batch_size: Int = Field(8, ge=1)
     use_precomputed_embeddings: bool = True
-    max_length: int | None = Field(512, ge=16)
-    window_overlap: int = Field(32, ge=0, description="words shared by consecutive windows of a long text")
+    max_length: Int | None = Field(512, ge=16)
+    window_overlap: Int = Field(32, ge=0, description="words shared by consecutive windows of a long text")
 
 
 class L1DictionaryConfig(_ContextConfig):
@@ -137,29 +142,30 @@ class L1DictionaryConfig(_ContextConfig):
         0, ge=0, le=10, description="also match windows of up to this many tokens in canonical form (0: exact only)"
     )
     abbreviations: bool = Field(True, description="short forms defined in the text follow their long form")
+    max_name_tokens: int = Field(10, ge=1, le=100, description="KB names of more tokens are not looked for")
 
 
 class FuzzyConfig(StrictModel):
-    min_similarity: float = Field(0.6, ge=0.0, le=1.0)
+    min_similarity: Float = Field(0.6, ge=0.0, le=1.0)
 
 
 class EmbeddingConfig(StrictModel):
     enabled: bool = False
     model_name: str | None = None
     precompute_on_load: bool = False
-    batch_size: int = Field(64, ge=1)
+    batch_size: Int = Field(64, ge=1)
     device: str = "cpu"
-    max_length: int = Field(128, ge=8)
+    max_length: Int = Field(128, ge=8)
 
 
 class L2LayerConfig(StrictModel):
     type: str
-    priority: int = 0
+    priority: Int = 0
     # dict layer
     search_mode: list[Literal["exact", "fuzzy"]] = Field(default_factory=lambda: ["exact", "fuzzy"])
     fuzzy: FuzzyConfig | None = Field(default_factory=FuzzyConfig)
     # faiss layer
-    top_k: int = Field(30, ge=1, le=MAX_CANDIDATES)
+    top_k: Int = Field(30, ge=1, le=MAX_CANDIDATES)
     index: Literal["auto", "flat", "hnsw", "ivf"] = "auto"
     query: Literal["mention", "mention_context"] = Field(
         "mention", description="faiss query: the mention alone, or with 50 characters of context each side"
@@ -175,20 +181,20 @@ class HierarchyConfig(StrictModel):
     """Add ancestors that the best candidates share (for KBs whose rows list their parents)."""
 
     field: str = Field("parent_ids", description="entity field holding the ids of an entity's parents")
-    depth: int = Field(2, ge=1, le=5, description="how many levels up to look")
-    from_top: int = Field(10, ge=1, description="how many of the best candidates vote for their ancestors")
-    max_added: int = Field(5, ge=1, description="at most this many ancestors join the candidates")
+    depth: Int = Field(2, ge=1, le=5, description="how many levels up to look")
+    from_top: Int = Field(10, ge=1, description="how many of the best candidates vote for their ancestors")
+    max_added: Int = Field(5, ge=1, description="at most this many ancestors join the candidates")
 
 
 class L2Config(StrictModel):
     layers: list[L2LayerConfig] = Field(default_factory=lambda: [L2LayerConfig(type="dict")])
-    max_candidates: int = Field(30, ge=1, le=MAX_CANDIDATES)
-    max_mentions_per_text: int = Field(
+    max_candidates: Int = Field(30, ge=1, le=MAX_CANDIDATES)
+    max_mentions_per_text: Int = Field(
         MAX_MENTIONS_PER_TEXT, ge=1, description="a text with more mentions is a LimitError (split it)"
     )
-    min_popularity: int = 0
+    min_popularity: Int = 0
     embeddings: EmbeddingConfig | None = None
-    fusion_k: int = Field(60, ge=1, description="k of reciprocal-rank fusion across layers")
+    fusion_k: Int = Field(60, ge=1, description="k of reciprocal-rank fusion across layers")
     abbreviations: bool = Field(True, description="expand abbreviations defined in the same text")
     hierarchy: HierarchyConfig | None = Field(None, description="add shared ancestors of the best candidates")
 
@@ -216,27 +222,27 @@ class L3Config(StrictModel):
     token: str | None = None
     huggingface_token: str | None = None
     device: str = "cpu"
-    threshold: float = Field(0.5, ge=0.0, le=1.0)
+    threshold: Float = Field(0.5, ge=0.0, le=1.0)
     # texts (gliner) or pairs/contexts per forward pass; 8 was 32% faster than 32 for GLiNER on CPU
-    batch_size: int = Field(8, ge=1)
+    batch_size: Int = Field(8, ge=1)
     use_precomputed_embeddings: bool = True
     cache_embeddings: bool = False
-    max_length: int | None = Field(512, ge=16)
-    top_k: int | None = Field(
+    max_length: Int | None = Field(512, ge=16)
+    top_k: Int | None = Field(
         None, ge=1, le=MAX_CANDIDATES, description="score only the first k candidates of each mention"
     )
-    max_labels: int | None = Field(
+    max_labels: Int | None = Field(
         None, ge=1, le=MAX_LABELS, description="GLiNER uni-encoder: distinct candidates per prompt (None: all in one prompt)"
     )
-    context_chars: int = Field(100, ge=0, description="characters of context around a mention (dense, cross_encoder)")
-    retrieval_weight: float | None = Field(
+    context_chars: Int = Field(100, ge=0, description="characters of context around a mention (dense, cross_encoder)")
+    retrieval_weight: Float | None = Field(
         None, ge=0.0, le=1.0, description="weight of the L2 retrieval score mixed into the model's score "
         "(default: 0.8 for dense, 0 for gliner and cross_encoder)"
     )
     hierarchy: HierarchyConfig | None = Field(
         None, description="dense: use ancestor votes over this parent field as a feature (support)"
     )
-    support_weight: float = Field(0.1, ge=0.0, le=1.0, description="dense: weight of the ancestor-vote feature")
+    support_weight: Float = Field(0.1, ge=0.0, le=1.0, description="dense: weight of the ancestor-vote feature")
     consistency: bool = Field(
         True, description="mentions of a text with the same surface, or an abbreviation and its long form, agree"
     )
@@ -247,15 +253,15 @@ class L4Config(StrictModel):
     backend: Literal["gliner", "cross_encoder"] = "gliner"
     token: str | None = None
     device: str = "cpu"
-    threshold: float = Field(0.5, ge=0.0, le=1.0)
-    max_labels: int = Field(20, ge=1, le=MAX_LABELS)
-    max_length: int | None = Field(512, ge=16)
-    batch_size: int = Field(8, ge=1)
+    threshold: Float = Field(0.5, ge=0.0, le=1.0)
+    max_labels: Int = Field(20, ge=1, le=MAX_LABELS)
+    max_length: Int | None = Field(512, ge=16)
+    batch_size: Int = Field(8, ge=1)
 
 
 class L0Config(StrictModel):
-    min_confidence: float = Field(0.0, ge=0.0, le=1.0)
+    min_confidence: Float = Field(0.0, ge=0.0, le=1.0)
     include_unlinked: bool = True
     return_all_candidates: bool = False
     strict_matching: bool = True
-    position_tolerance: int = Field(2, ge=0)
+    position_tolerance: Int = Field(2, ge=0)

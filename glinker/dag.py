@@ -13,7 +13,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import is_dataclass
 from pathlib import Path
 from typing import Any
@@ -31,8 +31,11 @@ from .kb import KnowledgeBase, LoadReport
 from .registry import contract, load_layer
 from .templates import parse_template
 from .text import TextBatch
+from .untrusted import load_yaml, size_problem
 
 INPUT_SOURCE = "$input"
+# texts per run through the pipeline inside one execute call (README, "What a run returns")
+DEFAULT_CHUNK_TEXTS = 256
 
 
 def _pydantic_problems(exc: ValidationError, prefix: str) -> str:
@@ -63,7 +66,9 @@ class DAGPipeline:
     def _parse(data: Any) -> PipelineSpec:
         if not isinstance(data, Mapping):
             raise ConfigError(f"a pipeline config must be a mapping, got {type(data).__name__}")
-        _check_size(data)
+        problem = size_problem(data)
+        if problem:
+            raise ConfigError(problem)
         nodes = data.get("nodes")
         if not isinstance(nodes, list) or not nodes:
             raise ConfigError("a pipeline config needs a non-empty list 'nodes'")
@@ -86,16 +91,7 @@ class DAGPipeline:
     @classmethod
     def from_yaml(cls, path: str | Path) -> DAGPipeline:
         path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"pipeline config not found: {path}") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: cannot read the config as UTF-8 text: {exc}") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: invalid YAML: {exc}") from None
-        except RecursionError:
-            raise ConfigError(f"{path}: invalid YAML: nested too deeply") from None
+        data = load_yaml(path, "pipeline config")
         try:
             return cls(data)
         except ConfigError as exc:
@@ -206,27 +202,7 @@ class DAGPipeline:
             raise ConfigError(f"{where} is required, but the source may not hold it (execute without 'entities')")
 
 
-MAX_CONFIG_VALUES = 1_000_000
-MAX_CONFIG_DEPTH = 100
 _PLAIN_FIELD = re.compile(r"[A-Za-z][\w-]*(\[\*\])?|\[\*\]")
-
-
-def _check_size(data: Any) -> None:
-    """Refuse configs larger or deeper than any hand-written one (YAML aliases can make a few lines
-    expand to billions of values), before anything walks them recursively."""
-    stack = [(data, 0)]
-    count = 0
-    while stack:
-        value, depth = stack.pop()
-        count += 1
-        if count > MAX_CONFIG_VALUES:
-            raise ConfigError(f"the config holds more than {MAX_CONFIG_VALUES:,} values (YAML aliases expanding?)")
-        if depth > MAX_CONFIG_DEPTH:
-            raise ConfigError(f"the config is nested more than {MAX_CONFIG_DEPTH} levels deep")
-        if isinstance(value, Mapping):
-            stack.extend((v, depth + 1) for v in value.values())
-        elif isinstance(value, (list, tuple)):
-            stack.extend((v, depth + 1) for v in value)
 
 
 class PipeContext:
@@ -294,6 +270,16 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _chunk(data: dict[str, Any], start: int, stop: int) -> dict[str, Any]:
+    """The validated input of ``execute`` cut to texts ``start:stop`` (and their given mentions)."""
+    if start == 0 and stop >= len(data["texts"]):
+        return data
+    chunk = dict(data, texts=TextBatch(data["texts"][start:stop]))
+    if data.get("entities") is not None:
+        chunk["entities"] = data["entities"][start:stop]
+    return chunk
+
+
 def _resolve_fields(value: Any, path: str | None) -> Any:
     if not path:
         return value
@@ -346,6 +332,7 @@ class DAGExecutor:
         verbose: bool = False,
         kb: KnowledgeBase | None = None,
         max_text_chars: int = DEFAULT_MAX_TEXT_CHARS,
+        chunk_texts: int = DEFAULT_CHUNK_TEXTS,
     ):
         if isinstance(config, DAGPipeline):
             self.pipeline = config
@@ -355,8 +342,11 @@ class DAGExecutor:
             self.pipeline = DAGPipeline(config)
         else:
             raise ConfigError(f"config must be a dict, a DAGPipeline or a YAML path, got {type(config).__name__}")
+        if isinstance(chunk_texts, bool) or not isinstance(chunk_texts, int) or chunk_texts < 1:
+            raise ConfigError(f"chunk_texts must be a positive integer, got {chunk_texts!r}")
         self.verbose = verbose
         self.max_text_chars = max_text_chars
+        self.chunk_texts = chunk_texts
         self.kb = kb or KnowledgeBase()
         self._lock = threading.RLock()
         self.processors: dict[str, Any] = {}
@@ -373,23 +363,44 @@ class DAGExecutor:
     # ------------------------------------------------------------------ running
 
     def execute(self, pipeline_input: Mapping[str, Any]) -> PipeContext:
-        """Run every node over the batch ``{"texts": [...], "entities": [[{text,start,end}...]...]}``."""
-        context = PipeContext(self._validated_input(pipeline_input))
+        """Run every node over the batch ``{"texts": [...], "entities": [[{text,start,end}...]...]}``.
+
+        A batch of more than ``chunk_texts`` texts runs through the whole pipeline in chunks of that
+        many, one after another, and each node's outputs are joined: the results of one run, with
+        the working memory of one chunk.
+        """
+        data = self._validated_input(pipeline_input)
+        context = PipeContext(data)
+        parts: dict[str, list[Any]] = {node_id: [] for node_id in self.pipeline.order}
+        seconds = dict.fromkeys(self.pipeline.order, 0.0)
         with self._lock:
-            for node_id in self.pipeline.order:
-                node = self.pipeline.node(node_id)
-                started = time.perf_counter()
-                try:
-                    result = self.processors[node_id](**self._inputs(node, context))
-                except Exception as exc:
-                    exc.add_note(f"in pipeline node {node_id!r} ({node.processor})")
-                    raise
-                context.set(
-                    node.output.key,
-                    result,
-                    {"node": node_id, "processor": node.processor, "seconds": time.perf_counter() - started},
-                )
+            for start in range(0, max(len(data["texts"]), 1), self.chunk_texts):
+                for node_id, result, took in self._run_nodes(_chunk(data, start, start + self.chunk_texts), start):
+                    parts[node_id].append(result)
+                    seconds[node_id] += took
+        for node_id in self.pipeline.order:
+            node = self.pipeline.node(node_id)
+            results = parts[node_id]
+            joined = results[0] if len(results) == 1 else type(results[0]).concat(results)
+            context.set(node.output.key, joined, {"node": node_id, "processor": node.processor, "seconds": seconds[node_id]})
         return context
+
+    def _run_nodes(self, data: dict[str, Any], first_text: int) -> Iterator[tuple[str, Any, float]]:
+        """Run the nodes over one chunk (``first_text`` is its first text's index in the call);
+        yields each node's id, result and seconds."""
+        context = PipeContext(data)
+        for node_id in self.pipeline.order:
+            node = self.pipeline.node(node_id)
+            started = time.perf_counter()
+            try:
+                result = self.processors[node_id](**self._inputs(node, context))
+            except Exception as exc:
+                exc.add_note(f"in pipeline node {node_id!r} ({node.processor})")
+                if first_text:
+                    exc.add_note(f"on the chunk of texts from texts[{first_text}] (text indices above count from it)")
+                raise
+            context.set(node.output.key, result)
+            yield node_id, result, time.perf_counter() - started
 
     def _inputs(self, node: NodeSpec, context: PipeContext) -> dict[str, Any]:
         """The values of the node's inputs (those its layer takes), resolved from the context."""

@@ -6,8 +6,8 @@ Plain slotted dataclasses: cheap to build by the million. Each has ``to_dict()``
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Self
 
 
 class _Record:
@@ -141,18 +141,30 @@ class L0Entity(_Record):
     mention_index: int | None = None  # its mention's L2 group in the text (None: a link that matched no mention)
 
 
+class _PerText(_Record):
+    """A layer output whose first field holds one list per text."""
+
+    __slots__ = ()
+
+    @classmethod
+    def concat(cls, parts: list[Self]) -> Self:
+        """The output of consecutive batches joined, as one run over all their texts gives it."""
+        name = fields(cls)[0].name
+        return cls([per_text for part in parts for per_text in getattr(part, name)])
+
+
 @dataclass(slots=True)
-class L1Output(_Record):
+class L1Output(_PerText):
     entities: list[list[Mention]]
 
 
 @dataclass(slots=True)
-class L2Output(_Record):
+class L2Output(_PerText):
     candidates: list[list[MentionCandidates]]
 
 
 @dataclass(slots=True)
-class L3Output(_Record):
+class L3Output(_PerText):
     entities: list[list[L3Entity]]
 
     @classmethod
@@ -165,6 +177,24 @@ class L3Output(_Record):
 
 
 @dataclass(slots=True)
-class L0Output(_Record):
+class L0Output(_PerText):
     entities: list[list[L0Entity]]
     stats: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def concat(cls, parts: list[L0Output]) -> L0Output:
+        return cls.counted([per_text for part in parts for per_text in part.entities])
+
+    @classmethod
+    def counted(cls, entities: list[list[L0Entity]]) -> L0Output:
+        """The records with their ``stats``: texts, mentions, linked, unlinked and the linking rate."""
+        total = sum(len(r) for r in entities)
+        linked = sum(e.is_linked for r in entities for e in r)
+        stats = {
+            "total_texts": len(entities),
+            "total_mentions": total,
+            "linked": linked,
+            "unlinked": total - linked,
+            "linking_rate": linked / total if total else 0.0,
+        }
+        return cls(entities, stats)

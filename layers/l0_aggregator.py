@@ -36,7 +36,7 @@ class Aggregator:
         for t in range(n):
             links = list(l3_entities[t]) if l3_entities is not None else []
             out.append(self._aggregate(l2_candidates[t], links, l1_entities[t] if l1_entities is not None else None))
-        return L0Output(out, self._stats(out))
+        return L0Output.counted(out)
 
     def _aggregate(self, groups: list[MentionCandidates], links: list[L3Entity], l1: list[Mention] | None) -> list[L0Entity]:
         c = self.config
@@ -115,18 +115,6 @@ class Aggregator:
             pipeline_stage=stage,
             mention_index=index,
         )
-
-    @staticmethod
-    def _stats(out: list[list[L0Entity]]) -> dict:
-        total = sum(len(r) for r in out)
-        linked = sum(e.is_linked for r in out for e in r)
-        return {
-            "total_texts": len(out),
-            "total_mentions": total,
-            "linked": linked,
-            "unlinked": total - linked,
-            "linking_rate": linked / total if total else 0.0,
-        }
 
 
 def _check_spans(name: str, per_text: list[list], texts: list[str] | None) -> None:

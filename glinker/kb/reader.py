@@ -16,6 +16,7 @@ from typing import Any, Literal
 import orjson
 
 from ..errors import KnowledgeBaseError
+from ..untrusted import size_problem
 
 MAX_NAME_CHARS = 1_000
 MAX_DESCRIPTION_CHARS = 100_000
@@ -199,7 +200,11 @@ def _embedding(embedding: Any) -> list[float] | None:
 
 
 def _check_metadata(metadata: dict[Any, Any]) -> None:
-    """Extra fields are kept as JSON: string names, JSON-serialisable values."""
+    """Extra fields are kept as JSON: string names, JSON-serialisable values of at most a line's bytes
+    (Python rows can repeat one long string by reference, as YAML aliases do)."""
+    for key, value in metadata.items():
+        if problem := size_problem(value, f"field {key!r}", MAX_LINE_BYTES, MAX_LINE_BYTES, MAX_LINE_BYTES):
+            raise RowError(str(key), problem)
     try:
         orjson.dumps(metadata)
     except TypeError:
