@@ -12,10 +12,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import ConfigError
+from ..untrusted import load_yaml
 
 Task = Literal["retriever", "ner", "linker"]
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
@@ -238,10 +238,7 @@ def load_train_config(source: str | Path | dict[str, Any]) -> TrainConfig:
         path = Path(source)
         if not path.is_file():
             raise ConfigError(f"training config not found: {path}")
-        try:
-            source = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        source = load_yaml(path, "training config")
         if not isinstance(source, dict):
             raise ConfigError(f"{path}: the top level must be a mapping with 'task', 'model', 'data', 'training'")
     try:
