@@ -1,13 +1,13 @@
 """``glinker render``: one self-contained HTML page showing linked documents.
 
-Mentions are highlighted; hovering shows the entity's label, id, score and description, and each
-linked mention links to its entry in the entity list at the end of the page. Every piece of text
-that comes from a document or the KB is HTML-escaped, so neither can inject markup.
+Mentions are highlighted in the colour of their type (from L1; a legend at the top lists every type
+with its colour) and tagged with it; hovering shows the entity's label, id, score and description,
+and each linked mention links to its entry in the entity list at the end of the page. Every piece
+of text that comes from a document or the KB is HTML-escaped, so neither can inject markup.
 """
 
 from __future__ import annotations
 
-import zlib
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ import orjson
 from .pipeline import Linker
 from .reader import Doc, InputOptions, check_options, iter_items, open_input
 
-PALETTE = ("#fde68a", "#bfdbfe", "#bbf7d0", "#fecaca", "#ddd6fe", "#fbcfe8", "#c7d2fe", "#a7f3d0")
+UNTYPED = "(no type)"
 TITLE_DESCRIPTION_CHARS = 300
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; line-height: 1.7; color: #222; }
@@ -25,25 +25,31 @@ article { border-bottom: 1px solid #ddd; padding: 1rem 0; white-space: pre-wrap;
 h2 { font-size: 1rem; color: #555; white-space: normal; }
 mark { padding: 0.1em 0.25em; border-radius: 0.3em; }
 mark a { color: inherit; text-decoration: none; }
-mark.unlinked { background: #eee; border: 1px dashed #999; }
+mark.unlinked { background: #eee !important; border: 1px dashed #999; }
 mark .tag { font-size: 0.7em; font-weight: bold; margin-left: 0.4em; color: #444; }
+.legend mark { margin-right: 0.6em; }
 dt { font-weight: bold; margin-top: 0.6rem; } dd { margin-left: 1.5rem; } code { color: #666; }
 """
 
 
-def _color(label: str | None) -> str:
-    return PALETTE[zlib.crc32((label or "").encode()) % len(PALETTE)]
+def type_colours(types: list[str]) -> dict[str, str]:
+    """One colour per type, hues evenly spaced around the wheel (pastel, so text stays readable);
+    types in sorted order, so a page's colours depend only on its set of types."""
+    ordered = sorted(set(types))
+    return {t: f"hsl({round(360 * i / len(ordered))}, 85%, {78 if i % 2 else 84}%)" for i, t in enumerate(ordered)}
 
 
 def _attr(text: str) -> str:
     return escape(text, quote=True).replace("\n", "&#10;")
 
 
-def _mention(text: str, entity: dict[str, Any], anchors: dict[str, int], kb_info: dict[str, dict]) -> str:
+def _mention(text: str, entity: dict[str, Any], anchors: dict[str, int], kb_info: dict[str, dict],
+             css_class: str) -> str:
     surface = escape(text)
+    tag = f'<span class="tag">{escape(entity.get("label") or UNTYPED)}</span>'
     if entity.get("entity_id") is None:
         title = f"unlinked mention ({entity.get('label') or 'no label'})"
-        return f'<mark class="unlinked" title="{_attr(title)}">{surface}</mark>'
+        return f'<mark class="{css_class} unlinked" title="{_attr(title)}">{surface}{tag}</mark>'
     entity_id = entity["entity_id"]
     info = kb_info.get(entity_id, {})
     description = info.get("description") or ""
@@ -51,12 +57,13 @@ def _mention(text: str, entity: dict[str, Any], anchors: dict[str, int], kb_info
         description = description[:TITLE_DESCRIPTION_CHARS] + "…"
     title = f"{entity['entity_label']} ({entity_id})\nscore {entity['score']}\n{description}".rstrip()
     anchor = anchors.setdefault(entity_id, len(anchors))
-    return (f'<mark style="background: {_color(entity.get("label"))}" title="{_attr(title)}">'
-            f'<a href="#e-{anchor}">{surface}</a><span class="tag">{escape(entity["entity_label"])}</span></mark>')
+    return f'<mark class="{css_class}" title="{_attr(title)}"><a href="#e-{anchor}">{surface}</a>{tag}</mark>'
 
 
 def render_page(docs: list[tuple[Any, str, list[dict[str, Any]]]], kb_info: dict[str, dict], title: str = "glinker") -> str:
     """HTML for ``(id, text, entities)`` triples (entities as ``glinker link`` writes them)."""
+    colours = type_colours([e.get("label") or UNTYPED for _, _, entities in docs for e in entities])
+    css_class = {t: f"t{i}" for i, t in enumerate(colours)}
     anchors: dict[str, int] = {}
     articles = []
     for doc_id, text, entities in docs:
@@ -65,7 +72,8 @@ def render_page(docs: list[tuple[Any, str, list[dict[str, Any]]]], kb_info: dict
             if entity["start"] < position:  # overlaps the previous mention: shown in the entity list only
                 continue
             parts.append(escape(text[position:entity["start"]]))
-            parts.append(_mention(text[entity["start"]:entity["end"]], entity, anchors, kb_info))
+            kind = css_class[entity.get("label") or UNTYPED]
+            parts.append(_mention(text[entity["start"]:entity["end"]], entity, anchors, kb_info, kind))
             position = entity["end"]
         parts.append(escape(text[position:]))
         articles.append(f"<article><h2>{escape(str(doc_id))}</h2>{''.join(parts)}</article>")
@@ -74,8 +82,11 @@ def render_page(docs: list[tuple[Any, str, list[dict[str, Any]]]], kb_info: dict
         info = kb_info.get(entity_id, {})
         listing.append(f'<dt id="e-{anchor}">{escape(info.get("label", entity_id))} <code>{escape(entity_id)}</code>'
                        f'</dt><dd>{escape(info.get("description") or "")}</dd>')
+    rules = "".join(f"mark.{css_class[t]} {{ background: {colour}; }}\n" for t, colour in colours.items())
+    legend = "".join(f'<mark class="{css_class[t]}">{escape(t)}</mark>' for t in colours)
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
-            f"<style>{STYLE}</style></head><body><h1>{escape(title)}</h1>{''.join(articles)}"
+            f"<style>{STYLE}{rules}</style></head><body><h1>{escape(title)}</h1>"
+            f'<section class="legend"><h2>Types</h2>{legend}</section>{"".join(articles)}'
             f"<section><h2>Entities</h2><dl>{''.join(listing)}</dl></section></body></html>\n")
 
 
