@@ -37,7 +37,9 @@ def test_manifest_describes_the_build(kb_dir):
     assert m["encoder"] == MINILM and m["template"] == "{label}: {description}"
     assert m["dim"] == 384 and m["normalized"] is True and m["index"]["type"] == "flat"
     assert m["index"]["ntotal"] == 130 and m["vectors"]["entities"]["rows"] == 49
-    assert m["name_index"] == {"ngram": 3}
+    rows = KnowledgeBase.open(kb_dir).store.rows_sha256()  # the entity table the other parts were built from
+    assert m["name_index"] == {"ngram": 3, "rows_sha256": rows}
+    assert all(info["rows_sha256"] == rows for info in m["vectors"].values())
     for kind, template in (("names", "{label}"), ("entities", "{label}: {description}")):
         assert m["vectors"][kind]["template"] == template and m["vectors"][kind]["normalized"] is True
         assert m["vectors"][kind]["max_length"] == 128  # build_kb_dir's encoder limit
