@@ -50,7 +50,7 @@ def pipeline(encoder: str | None, ner: str | None, threshold: float, linker: dic
         nodes["l1"]["processor"] = "l1_gliner"
         nodes["l1"]["config"] = {"model": ner, "labels": ["disease"], "threshold": threshold, "flat_ner": True}
     if linker is not None:
-        nodes["l3"]["config"] = {"backend": "cross_encoder", "context_chars": 100, "max_length": 96,
+        nodes["l3"]["config"] = {"backend": "cross_encoder", "context_chars": 100, "max_length": 64,
                                  "batch_size": 64, **linker}
     return config
 
