@@ -60,9 +60,9 @@ def recall_curve(curve: Sequence[float]) -> str:
     ax.set_ylim(min(curve, default=0.0) - 0.02, 1.0)
     ax.grid(alpha=0.3)
     if curve:
-        ax.annotate(f"@1 {curve[0]:.3f}", (1, curve[0]), textcoords="offset points", xytext=(6, -12), fontsize=8)
+        ax.annotate(f"@1 {curve[0]:.3f}", (1, curve[0]), textcoords="offset points", xytext=(6, 6), fontsize=8)
         ax.annotate(f"@{len(curve)} {curve[-1]:.3f}", (len(curve), curve[-1]), textcoords="offset points",
-                    xytext=(-50, -14), fontsize=8)
+                    xytext=(-50, 6), fontsize=8)
     return _svg(fig)
 
 

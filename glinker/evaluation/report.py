@@ -22,8 +22,9 @@ h1 { font-size: 1.5rem; } h2 { font-size: 1.2rem; margin-top: 2.2rem; border-bot
 table { border-collapse: collapse; margin: 0.6rem 0; font-size: 0.9rem; }
 th, td { border: 1px solid #ddd; padding: 0.25rem 0.6rem; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
-.plots { display: flex; flex-wrap: wrap; gap: 1rem; } .plots figure { margin: 0; max-width: 100%; }
-figure svg { max-width: 100%; height: auto; } figcaption { font-size: 0.85rem; color: #555; }
+.plots { display: flex; flex-wrap: wrap; gap: 1rem; align-items: flex-start; }
+.plots figure { margin: 0; flex: 1 1 26rem; max-width: 33rem; } .plots table { flex: 0 0 auto; }
+figure svg { width: 100%; height: auto; } figcaption { font-size: 0.85rem; color: #555; }
 .example { border-left: 3px solid #ddd; padding: 0.3rem 0.8rem; margin: 0.6rem 0; font-size: 0.9rem; }
 .context { font-family: Georgia, serif; line-height: 1.6; overflow-wrap: anywhere; }
 mark { background: #fde68a; padding: 0 0.15em; }
@@ -67,7 +68,7 @@ def _entity(entity_id: str | None, label: str | None) -> str:
 
 def _gold_text(gold: dict | None) -> str:
     if gold is None:
-        return "no gold mention here"
+        return "no gold mention at this span"
     if not gold["ids"]:
         return "NIL"
     return f"{_entity(', '.join(gold['ids']), gold['label'])} ({escape(str(gold['type']))})"
@@ -129,7 +130,8 @@ def _outcomes(report: dict[str, Any]) -> str:
     for title, key in (("By entity type (gold)", "outcomes_by_type"), ("By " + str(report.get("group_by")), "outcomes_by_group")):
         if key in report:
             table = [(k, *row.values(), sum(row.values())) for k, row in report[key].items()]
-            html += f"<h2>{escape(title)}</h2><div class=\"wide\">{_table(('', *CATEGORIES, 'total'), table)}</div>"
+            header = ("", *(name.replace("_", " ") for name in CATEGORIES), "total")
+            html += f"<h2>{escape(title)}</h2><div class=\"wide\">{_table(header, table)}</div>"
     return html
 
 
@@ -148,11 +150,11 @@ def _plots(report: dict[str, Any]) -> str:
 
 
 def _examples(title: str, groups: Iterable[tuple[str, Sequence[dict]]], render: Callable[[dict], str]) -> str:
-    """Each group's first EXAMPLES items, rendered."""
+    """Up to EXAMPLES items of each group, spread evenly over it (so over the documents), rendered."""
     html = f"<h2>{escape(title)}</h2>"
     for name, items in groups:
         if items:
-            shown = "".join(render(m) for m in items[:EXAMPLES])
+            shown = "".join(render(m) for m in items[::max(1, len(items) // EXAMPLES)][:EXAMPLES])
             html += f"<h3>{escape(name)} ({len(items)}, {min(len(items), EXAMPLES)} shown)</h3>{shown}"
     return html
 
