@@ -120,6 +120,8 @@ class CandidateRetriever:
         every layer but the one with the most hits, and of that one its first ``_cut`` rows by the order it
         alone would give (flags, popularity of exact hits, rank). Its other rows were found by no other
         layer, so each of those ``_cut`` rows stays ahead of them whatever the other layers add."""
+        if not tables:
+            return np.zeros(0, np.int64)
         largest = max(range(len(tables)), key=lambda t: len(tables[t].rows))
         key = id(tables[largest])
         if key not in leaders:
