@@ -131,6 +131,7 @@ def overload(url: str, docs: list[dict], args, pid: int, expected: dict) -> dict
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=200, help="BC5CDR abstracts per client count (default: %(default)s)")
+    parser.add_argument("--clients", default="1,8,64", help="client counts, comma-separated (default: %(default)s)")
     parser.add_argument("--overload-requests", type=int, default=20_000)
     parser.add_argument("--overload-clients", type=int, default=512)
     parser.add_argument("--max-batch-docs", type=int, default=64, help="server batch, = glinker link's --batch-size")
@@ -156,9 +157,10 @@ def main() -> None:
         url = f"http://127.0.0.1:{port}"
         try:
             phases = []
-            for clients in (1, 8, 64):
+            for clients in map(int, filter(None, args.clients.split(","))):
                 print(f"{clients} clients ...", file=sys.stderr)
                 phases.append(phase(url, docs, clients, expected))
+                print(orjson.dumps(phases[-1]).decode(), file=sys.stderr)
             print(f"overload: {args.overload_requests} requests from {args.overload_clients} clients ...",
                   file=sys.stderr)
             over = overload(url, docs, args, server.pid, expected)
