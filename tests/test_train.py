@@ -196,33 +196,94 @@ def linker_config(tmp_path: Path, docs: Path) -> dict:
                          "negatives": 3}}
 
 
+def logged_losses(out: Path, step: int) -> list[float]:
+    state = out / "checkpoints" / f"checkpoint-{step}" / "trainer_state.json"
+    return [entry["loss"] for entry in orjson.loads(state.read_bytes())["log_history"] if "loss" in entry]
+
+
+def link_with(model: str, backend: str, mentions: list[dict]) -> tuple[list, list]:
+    """L3 links and L2 candidate groups of the given mentions of one sentence, ``model`` as L3 ``backend``."""
+    builder = ConfigBuilder(name="trained")
+    builder.l2.add("dict", priority=1, search_mode=["exact", "fuzzy"], fuzzy={"min_similarity": 0.3})
+    builder.l3.configure(model=model, backend=backend, threshold=0.0)
+    executor = DAGExecutor(builder.build())
+    executor.load_entities(ENTITIES)
+    context = executor.execute({"texts": ["Paris is the capital of France."], "entities": [mentions]})
+    (links,) = context.get("l3_result").entities
+    (groups,) = context.get("l2_result").candidates
+    return links, groups
+
+
 def test_linker_trains_and_links_as_the_l3_cross_encoder(tmp_path, annotated):
     summary = train(linker_config(tmp_path, annotated), out=tmp_path / "run", max_steps=24, quiet=True)
-    state = tmp_path / "run" / "checkpoints" / "checkpoint-24" / "trainer_state.json"
-    losses = [entry["loss"] for entry in orjson.loads(state.read_bytes())["log_history"] if "loss" in entry]
+    losses = logged_losses(tmp_path / "run", 24)
     assert np.mean(losses[-4:]) < np.mean(losses[:4])
     assert [h["step"] for h in summary["history"]] == [6, 12, 18, 24]
     assert {"eval_acc@1", "eval_ceiling", "eval_pipeline_acc@1"} <= summary["history"][-1].keys()
-    builder = ConfigBuilder(name="trained")
-    builder.l2.add("dict", priority=1, search_mode=["exact", "fuzzy"], fuzzy={"min_similarity": 0.3})
-    builder.l3.configure(model=summary["model"], backend="cross_encoder", threshold=0.0)
-    executor = DAGExecutor(builder.build())
-    executor.load_entities(ENTITIES)
-    context = executor.execute({"texts": ["Paris is the capital of France."], "entities": [[{"start": 0, "end": 5}]]})
-    (links,) = context.get("l3_result").entities
-    (groups,) = context.get("l2_result").candidates
+    links, groups = link_with(summary["model"], "cross_encoder", [{"start": 0, "end": 5}])
     assert links[0].entity_id in {c.entity_id for c in groups[0].candidates}
 
 
-def test_linker_rows_put_the_gold_first_and_never_among_its_negatives():
-    from glinker.train.linker import Group, training_rows
+@pytest.mark.parametrize("bi_encoder", [True, False])
+def test_gliner_linker_trains_and_links_as_the_l3_gliner_backend(tmp_path, backbone, annotated, bi_encoder):
+    config = linker_config(tmp_path, annotated)
+    config["model"] = {"backend": "gliner", "context_words": 10,
+                       "from_pretrained": tiny_gliner(tmp_path / "start", backbone, bi_encoder=bi_encoder)}
+    config["training"].update(learning_rate=5e-3, others_lr=5e-3)
+    summary = train(config, out=tmp_path / "run", max_steps=12, quiet=True)
+    losses = logged_losses(tmp_path / "run", 12)
+    assert np.mean(losses[-3:]) < np.mean(losses[:3])
+    assert [h["step"] for h in summary["history"]] == [6, 12]
+    assert {"eval_acc@1", "eval_ceiling", "eval_pipeline_acc@1"} <= summary["history"][-1].keys()
+    links, groups = link_with(summary["model"], "gliner", [{"start": 0, "end": 5}, {"start": 24, "end": 30}])
+    assert len(links) == 2
+    for link, group in zip(links, groups, strict=True):
+        assert link.entity_id in {c.entity_id for c in group.candidates}
 
-    groups = [Group("[Paris] is", ["Paris (Texas)", "Paris", "Paris (Texas)"], np.ones(3), 1, "Paris", False),
-              Group("[Atlantis]", ["Atlas"], np.ones(1), -1, "Atlantis", False)]
-    rows = training_rows(groups, negatives=2, random_text=lambda rng: f"random {rng.random():.3f}", seed=0)
+
+def test_gliner_linker_section_names_a_misspelt_key():
+    config = {"task": "linker", "model": {"backend": "gliner", "max_widht": 12, "context_chars": 100},
+              "data": {"kb": str(ENTITIES), "pipeline": str(ENTITIES), "train_data": str(TEXTS)}}
+    with pytest.raises(ConfigError, match=r"model\.max_widht: Extra inputs.*model\.context_chars: Extra inputs"):
+        load_train_config(config)
+    config["model"] = {"backend": "cross_encoder", "max_width": 12}
+    with pytest.raises(ConfigError, match=r"model\.max_width: Extra inputs"):
+        load_train_config(config)
+
+
+def test_linker_rows_put_the_gold_first_and_never_among_its_negatives():
+    from glinker.train.data import Doc
+    from glinker.train.linker import Group, label_sets, training_rows
+
+    doc = Doc("docs.jsonl", 1, "Paris is far from Atlantis", [])
+    groups = [Group(doc, 0, 5, ["Paris (Texas)", "Paris", "Paris (Texas)"], np.ones(3), 1, "Paris", False),
+              Group(doc, 18, 26, ["Atlas"], np.ones(1), -1, "Atlantis", False)]
+    labels = label_sets(groups, negatives=2, random_text=lambda rng: f"random {rng.random():.3f}", seed=0)
+    rows = training_rows(groups, labels, context_chars=100)
+    assert [r["query"] for r in rows] == ["[Paris] is far from Atlantis", "Paris is far from [Atlantis]"]
     assert [r["texts"][0] for r in rows] == ["Paris", "Atlantis"]
     assert rows[0]["texts"][1] == "Paris (Texas)" and rows[0]["texts"][2].startswith("random")
     assert rows[1]["texts"][1] == "Atlas" and all(len(r["texts"]) == 3 for r in rows)
+
+
+def test_gliner_linker_rows_label_the_mention_with_its_gold_among_shuffled_candidates():
+    from glinker.train.data import Doc, Rejects
+    from glinker.train.linker import Group, gliner_rows
+
+    doc = Doc("docs.jsonl", 3, "Far away, Paris meets Paris and Atlantis-like towns.", [])
+    texts = [["Paris: France", "Paris: Texas", "Parma: Italy"], ["Paris: France", "Paris: Texas", "Parma: Italy"],
+             ["Atlantis: myth", "Atlas: titan", "Paris: France"]]
+    groups = [Group(doc, 10, 15, texts[0][:2], np.ones(2), 0, "Paris: France", False),
+              Group(doc, 22, 27, texts[1][:2], np.ones(2), 0, "Paris: France", False),
+              Group(doc, 32, 40, texts[2][:2], np.ones(2), 0, "Atlantis: myth", False)]  # "Atlantis" of "Atlantis-like"
+    rejects = Rejects(None)
+    rows = gliner_rows(groups, texts, max_width=12, context_words=2, rejects=rejects, seed=0)
+    assert len(rows) == 2 and [r.line for r in rejects.rows] == [3] and "'Atlantis'" in rejects.rows[0].reason
+    assert rows[0]["tokenized_text"] == ["away", ",", "Paris", "meets", "Paris"]
+    assert rows[0]["ner"] == [[2, 2, "Paris: France"], [4, 4, "Paris: France"]]  # the same entity there too
+    assert rows[1]["tokenized_text"] == ["Paris", "meets", "Paris", "and", "Atlantis-like"]
+    for row, labels in zip(rows, texts, strict=False):
+        assert sorted(row["ner_labels"]) == sorted(labels) and row["ner_negatives"] == labels[1:]
 
 
 def test_the_cross_encoder_reads_the_mention_marked_in_its_context():

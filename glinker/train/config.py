@@ -90,7 +90,7 @@ class RetrieverModel(_Section):
     template: str = "{label}: {description}"
 
 
-class GlinerModel(_Section):
+class GlinerArchitecture(_Section):
     """GLiNER architecture keys (passed to ``GLiNERConfig``), or ``from_pretrained``: a GLiNER folder to fine-tune."""
 
     from_pretrained: str | None = None
@@ -118,12 +118,18 @@ class GlinerModel(_Section):
     neg_spans_ratio: float = Field(1.0, ge=0)
     token_loss_coef: float = 1.0
     span_loss_coef: float = 1.0
-    threshold: float = Field(0.5, gt=0, lt=1, description="decision threshold of the dev span F1")
 
     def gliner_kwargs(self) -> dict[str, Any]:
-        """The keys given in the YAML that ``GLiNERConfig`` takes (glinker's own keys left out)."""
-        own = {"from_pretrained", "threshold"}
+        """The keys given in the YAML that ``GLiNERConfig`` takes (``from_pretrained`` and the task's own keys
+        left out)."""
+        own = set(type(self).model_fields) - set(GlinerArchitecture.model_fields) | {"from_pretrained"}
         return {k: v for k, v in self.model_dump(exclude_unset=True).items() if k not in own}
+
+
+class GlinerModel(GlinerArchitecture):
+    """``task: ner``: the GLiNER to fine-tune for ``l1_gliner``."""
+
+    threshold: float = Field(0.5, gt=0, lt=1, description="decision threshold of the dev span F1")
 
 
 class LinkerModel(_Section):
@@ -138,13 +144,30 @@ class LinkerModel(_Section):
     template: str = "{label}: {description}"
 
 
-MODEL_SECTIONS: dict[str, type[_Section]] = {"retriever": RetrieverModel, "ner": GlinerModel, "linker": LinkerModel}
+class GlinerLinkerModel(GlinerArchitecture):
+    """The linker to fine-tune: a GLiNER for L3/L4 ``backend: gliner``. ``template`` must be that of the
+    L3/L4 node that will use it; a training row holds ``context_words`` words each side of the mention."""
 
-# Training keys glinker adds to Hugging Face's TrainingArguments, per task.
+    backend: Literal["gliner"] = "gliner"
+    template: str = "{label}: {description}"
+    context_words: int = Field(64, ge=0)
+
+
+class LinkerBackend(BaseModel):
+    """The ``backend`` key of a linker's model section alone (other keys ignored): it picks the section."""
+
+    backend: Literal["cross_encoder", "gliner"] = "cross_encoder"
+
+
+MODEL_SECTIONS: dict[str, type[_Section]] = {"retriever": RetrieverModel, "ner": GlinerModel}
+LINKER_SECTIONS: dict[str, type[_Section]] = {"cross_encoder": LinkerModel, "gliner": GlinerLinkerModel}
+
+# Training keys glinker adds to Hugging Face's TrainingArguments, per kind of run (``TrainConfig.kind``).
 TASK_TRAINING_KEYS: dict[str, dict[str, Any]] = {
     "retriever": {"mine_top_k": 20, "negative_pool": 3, "eval_max_mentions": 2000},
     "ner": {},
     "linker": {"negatives": 7, "pointwise_weight": 1.0, "eval_max_mentions": 500},
+    "linker:gliner": {"negatives": 7, "eval_max_mentions": 500},
 }
 NETWORK_KEYS = {"push_to_hub": "pushes to the Hugging Face Hub", "hub_token": "authenticates to the Hub",
                 "hub_model_id": "names a Hub repository", "hub_strategy": "pushes to the Hub",
@@ -154,18 +177,19 @@ NETWORK_KEYS = {"push_to_hub": "pushes to the Hugging Face Hub", "hub_token": "a
 OFFLINE_REPORTERS = {"none", "tensorboard", "csv"}
 
 
-# The Hugging Face arguments class each task trains with.
+# The Hugging Face arguments class each kind of run trains with.
 ARGUMENTS_CLASSES = {"retriever": "sentence_transformers.SentenceTransformerTrainingArguments",
                      "ner": "gliner.training.TrainingArguments",
-                     "linker": "transformers.TrainingArguments"}
+                     "linker": "transformers.TrainingArguments",
+                     "linker:gliner": "gliner.training.TrainingArguments"}
 
 
-def arguments_class(task: str) -> type:
-    if task == "ner":
+def arguments_class(kind: str) -> type:
+    if kind in ("ner", "linker:gliner"):
         from gliner.training import TrainingArguments
 
         return TrainingArguments
-    if task == "linker":
+    if kind == "linker":
         from transformers import TrainingArguments
 
         return TrainingArguments
@@ -175,9 +199,9 @@ def arguments_class(task: str) -> type:
 
 
 @cache
-def trainer_argument_names(task: str) -> frozenset[str]:
-    """Every field of the task's ``TrainingArguments`` class, and ``warmup_ratio`` (see ``TrainRun``)."""
-    return frozenset(f.name for f in dataclasses.fields(arguments_class(task)) if f.init) | {"warmup_ratio"}
+def trainer_argument_names(kind: str) -> frozenset[str]:
+    """Every field of the ``TrainingArguments`` class of ``kind``, and ``warmup_ratio`` (see ``TrainRun``)."""
+    return frozenset(f.name for f in dataclasses.fields(arguments_class(kind)) if f.init) | {"warmup_ratio"}
 
 
 class TrainConfig(_Section):
@@ -202,27 +226,38 @@ class TrainConfig(_Section):
         return training
 
     def model_section(self) -> Any:
+        """The ``model`` section validated with its class: the task's, or for ``linker`` the backend's."""
+        if self.task == "linker":
+            return LINKER_SECTIONS[LinkerBackend.model_validate(self.model).backend].model_validate(self.model)
         return MODEL_SECTIONS[self.task].model_validate(self.model)
+
+    @property
+    def kind(self) -> str:
+        """The task, or ``linker:gliner`` for a GLiNER linker: what the ``training`` keys are checked against."""
+        if self.task == "linker" and LinkerBackend.model_validate(self.model).backend == "gliner":
+            return "linker:gliner"
+        return self.task
 
     def task_options(self) -> dict[str, Any]:
         """glinker's own training keys of this task, with their defaults."""
-        defaults = TASK_TRAINING_KEYS[self.task]
+        defaults = TASK_TRAINING_KEYS[self.kind]
         return {k: self.training.get(k, v) for k, v in defaults.items()}
 
     def trainer_arguments(self) -> dict[str, Any]:
         """The ``training`` keys that Hugging Face's ``TrainingArguments`` takes."""
-        own = set(TASK_TRAINING_KEYS[self.task])
+        own = set(TASK_TRAINING_KEYS[self.kind])
         return {k: v for k, v in self.training.items() if k not in own}
 
     def check_training_keys(self) -> None:
-        known = trainer_argument_names(self.task) | set(TASK_TRAINING_KEYS[self.task])
+        kind = self.kind
+        known = trainer_argument_names(kind) | set(TASK_TRAINING_KEYS[kind])
         for key in self.training:
             if key not in known:
                 close = difflib.get_close_matches(key, sorted(known), n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
-                own = f" plus {sorted(TASK_TRAINING_KEYS[self.task])}" if TASK_TRAINING_KEYS[self.task] else ""
+                own = f" plus {sorted(TASK_TRAINING_KEYS[kind])}" if TASK_TRAINING_KEYS[kind] else ""
                 raise ConfigError(f"training.{key}: unknown key{hint}; keys are the fields of "
-                                  f"{ARGUMENTS_CLASSES[self.task]}{own}")
+                                  f"{ARGUMENTS_CLASSES[kind]}{own}")
 
 
 def _error(where: str, exc: ValidationError, prefix: str) -> ConfigError:

@@ -122,20 +122,29 @@ def _span(raw: Any, length: int, f: FieldsSection, default_label: str) -> Span |
     return Span(start, end, label, entity_id)
 
 
-def windows(doc: Doc, chunking: ChunkingSection, rejects: Rejects) -> list[Window]:
-    """The document as word windows; a mention whose edges are not word edges is rejected (named)."""
+def word_spans(doc: Doc, spans: list[tuple[int, int]], rejects: Rejects,
+               task: str) -> tuple[list[tuple[int, int]], list[tuple[int, int] | None]]:
+    """GLiNER's words of ``doc`` (character offsets) and the first and last word of each character span;
+    None, and a reject naming the span, when its edges are not word edges."""
     offsets = [(m.start(), m.end()) for m in WORD.finditer(doc.text)]
     starts = {s: i for i, (s, _) in enumerate(offsets)}
     ends = {e: i for i, (_, e) in enumerate(offsets)}
-    aligned = []
-    for span in doc.spans:
-        first, last = starts.get(span.start), ends.get(span.end)
+    out: list[tuple[int, int] | None] = []
+    for start, end in spans:
+        first, last = starts.get(start), ends.get(end)
         if first is None or last is None:
-            rejects.add(doc.source, doc.line, "mentions",
-                        f"span {span.start}:{span.end} {doc.text[span.start:span.end]!r} does not start and end "
-                        "on word boundaries (GLiNER words); skipped for NER training")
+            rejects.add(doc.source, doc.line, "mentions", f"span {start}:{end} {doc.text[start:end]!r} does not start "
+                        f"and end on word boundaries (GLiNER words); skipped for {task} training")
+            out.append(None)
         else:
-            aligned.append((first, last, span.label))
+            out.append((first, last))
+    return offsets, out
+
+
+def windows(doc: Doc, chunking: ChunkingSection, rejects: Rejects) -> list[Window]:
+    """The document as word windows; a mention whose edges are not word edges is rejected (named)."""
+    offsets, words = word_spans(doc, [(s.start, s.end) for s in doc.spans], rejects, "NER")
+    aligned = [(*w, s.label) for w, s in zip(words, doc.spans, strict=True) if w is not None]
     size = chunking.max_words if chunking.enabled else max(len(offsets), 1)
     step = chunking.stride if chunking.enabled else size
     out = []

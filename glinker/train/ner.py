@@ -9,6 +9,7 @@ windows are decoded and scored (span F1, ``eval_span_f1``); the best checkpoint 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 from .data import Rejects, Window, read_docs, windows
@@ -67,25 +68,33 @@ def merge_lora(model) -> None:
             holder.model = merged(holder.model)
 
 
-def span_f1_trainer(base):
-    """gliner's Trainer whose ``evaluate`` decodes the dev windows and reports span P/R/F1."""
+def evaluating_trainer(base):
+    """``base`` (a transformers ``Trainer`` class) whose ``evaluate`` reports ``dev_metrics(model)``, a dict
+    of metric -> value, each name prefixed with ``eval_``; the model is back in training mode after it."""
 
-    class SpanF1Trainer(base):
-        def __init__(self, *args, dev_rows: list[dict[str, Any]], labels: list[str], threshold: float, **kwargs):
+    class EvaluatingTrainer(base):
+        def __init__(self, *args, dev_metrics: Callable[[Any], dict[str, float]], **kwargs):
             super().__init__(*args, **kwargs)
-            self.dev_rows, self.labels, self.threshold = dev_rows, labels, threshold
+            self.dev_metrics = dev_metrics
 
         def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
-            model = self.model
-            _, f1 = model.evaluate(self.dev_rows, flat_ner=True, threshold=self.threshold,
-                                   batch_size=self.args.per_device_eval_batch_size, entity_types=self.labels)
-            model.train()
-            metrics = {f"{metric_key_prefix}_span_f1": round(float(f1), 4)}
+            metrics = {f"{metric_key_prefix}_{k}": v for k, v in self.dev_metrics(self.model).items()}
+            self.model.train()
             self.log(metrics)
             self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
             return metrics
 
-    return SpanF1Trainer
+    return EvaluatingTrainer
+
+
+def span_f1(rows: list[dict[str, Any]], labels: list[str], threshold: float, batch_size: int):
+    """The dev metric of ``task: ner``: GLiNER decodes ``rows`` and its span F1 is reported."""
+
+    def metrics(model) -> dict[str, float]:
+        _, f1 = model.evaluate(rows, flat_ner=True, threshold=threshold, batch_size=batch_size, entity_types=labels)
+        return {"span_f1": round(float(f1), 4)}
+
+    return metrics
 
 
 def train_ner(run: TrainRun) -> dict[str, Any]:
@@ -103,10 +112,12 @@ def train_ner(run: TrainRun) -> dict[str, Any]:
              "load_best_model_at_end": True} if dev else {}
     args = run.training_arguments(run.out / "checkpoints", steps, **extra)
     run.describe(f"ner: {len(train)} train windows, {len(dev)} dev windows, labels {labels}, {steps} steps")
-    trainer = span_f1_trainer(Trainer)(
+    dev_metrics = span_f1(examples(dev, labels), labels, run.config.model_section().threshold,
+                          args.per_device_eval_batch_size)
+    trainer = evaluating_trainer(Trainer)(
         model=model, args=args, train_dataset=examples(train, labels), eval_dataset=examples(dev, labels) or None,
         data_collator=model._create_data_collator(), processing_class=model.data_processor.transformer_tokenizer,
-        dev_rows=examples(dev, labels), labels=labels, threshold=run.config.model_section().threshold)
+        dev_metrics=dev_metrics)
     checkpoint, step = run.last_checkpoint(run.out / "checkpoints") if run.resume else (None, 0)
     trainer.train(resume_from_checkpoint=checkpoint)
     merge_lora(model)

@@ -126,7 +126,7 @@ class TrainRun:
         if own_evaluation:  # the task scores the dev set itself, between its rounds
             for key in ("eval_steps", "eval_strategy", "load_best_model_at_end", "metric_for_best_model"):
                 args.pop(key, None)
-        cls = arguments_class(self.config.task)
+        cls = arguments_class(self.config.kind)
         if "warmup_ratio" not in {f.name for f in dataclasses.fields(cls)}:  # transformers 5: a float warmup_steps
             ratio = args.pop("warmup_ratio")
             args["warmup_steps"] = args.get("warmup_steps") or ratio
