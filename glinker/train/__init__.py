@@ -1,7 +1,8 @@
 """``glinker train``: train the models of the pipeline from one YAML (see ``glinker/train/config.py``).
 
 Tasks: ``retriever`` (the sentence encoder of L2 ``faiss`` and L3 ``dense``), ``ner`` (GLiNER for
-``l1_gliner``) and ``linker`` (a cross-encoder for L3/L4 ``backend: cross_encoder``). The trained model is written to ``OUT/model``, a folder that the pipeline's
+``l1_gliner``) and ``linker`` (a cross-encoder for L3/L4 ``backend: cross_encoder``, or a GLiNER for
+``backend: gliner``). The trained model is written to ``OUT/model``, a folder that the pipeline's
 ``model_name`` accepts by path.
 """
 
