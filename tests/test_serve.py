@@ -191,6 +191,39 @@ def test_queue_full_is_429_with_retry_after(config_path, service):
         assert test_client.post("/link", json={"texts": ["Dallas"]}).status_code == 200
 
 
+def test_queue_time_bounds_give_429_not_client_timeouts(config_path, service):
+    """Past the measured rate a request is refused at once; a document queued too long is answered 429."""
+    release, calls = threading.Event(), []
+
+    def slow_run(docs):
+        calls.append(len(docs))
+        if len(calls) == 1:
+            time.sleep(0.2)  # one document in 0.2 s: the queue drains at about 5 documents/s
+        else:
+            release.wait(10)
+        return service.run(docs)
+
+    app = make_app(config_path, slow_run, max_batch_docs=1, max_wait_ms=0, max_queue_seconds=1.0)
+    with TestClient(app) as test_client, ThreadPoolExecutor(4) as pool:
+        wait_ready(test_client)
+        assert test_client.post("/link", json={"texts": ["Paris"]}).status_code == 200
+        running = pool.submit(test_client.post, "/link", json={"texts": ["Texas"]})
+        waiting = pool.submit(test_client.post, "/link", json={"texts": ["Dallas"]})
+        deadline = time.monotonic() + 5
+        while test_client.get("/health").json()["queue_docs"] < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        refused = test_client.post("/link", json={"texts": ["Amazon"] * 10})  # 12 documents at ~5/s: over 1 s
+        assert refused.status_code == 429 and "s to link" in refused.json()["detail"]
+        time.sleep(1.1)
+        release.set()
+        expired = waiting.result()
+        assert running.result().status_code == 200
+        assert expired.status_code == 429 and int(expired.headers["Retry-After"]) >= 1
+        assert "in the queue" in expired.json()["detail"]
+        assert calls == [1, 1]  # the expired document never reached the pipeline
+
+
 def test_api_key(config_path, service):
     with TestClient(make_app(config_path, service.run, api_key=KEY)) as test_client:
         wait_ready(test_client)

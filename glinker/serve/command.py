@@ -35,7 +35,8 @@ def local_loader(args: argparse.Namespace, config: Path, kb: Path):
 
     def load(metrics):
         service = LinkService(config, kb, device=args.device, max_text_chars=args.max_text_chars)
-        return Batcher(service.run, args.max_batch_docs, args.max_wait_ms, args.max_queue_docs, on_batch=metrics.batch)
+        return Batcher(service.run, args.max_batch_docs, args.max_wait_ms, args.max_queue_docs, on_batch=metrics.batch,
+                       max_queue_seconds=args.max_queue_seconds)
 
     return load
 
@@ -92,6 +93,9 @@ def add_serve(sub) -> None:
                        "fill its batch (default: %(default)s)")
     serve.add_argument("--max-queue-docs", type=positive, default=2048, help="documents queued or linking; beyond, "
                        "requests get 429 (default: %(default)s)")
+    serve.add_argument("--max-queue-seconds", type=float, default=30, help="local engine: refuse (429) a request "
+                       "when the queued documents would take longer than this to link at the last batch's rate, "
+                       "and answer 429 for a document queued longer (default: %(default)s)")
     serve.add_argument("--max-request-docs", type=positive, default=256, help="texts per request; beyond, 413 "
                        "(default: %(default)s)")
     serve.add_argument("--max-text-chars", type=positive, default=1_000_000, help="characters per text; beyond, 413 "
