@@ -54,7 +54,8 @@ def rss_mib(pid: int, field: str = "VmRSS") -> float:
 def start_server(args, port: int, env: dict, log: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "glinker.cli", "serve", "--config", str(args.config), "--kb", str(args.kb),
            "--port", str(port), "--max-batch-docs", str(args.max_batch_docs), "--max-wait-ms", str(args.max_wait_ms),
-           "--max-queue-docs", str(args.max_queue_docs), "--log-level", "warning"]
+           "--max-queue-docs", str(args.max_queue_docs), "--max-queue-seconds", str(args.max_queue_seconds),
+           "--log-level", "warning"]
     server = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 600
     while True:
@@ -137,6 +138,8 @@ def main() -> None:
     parser.add_argument("--max-batch-docs", type=int, default=64, help="server batch, = glinker link's --batch-size")
     parser.add_argument("--max-wait-ms", type=float, default=10)
     parser.add_argument("--max-queue-docs", type=int, default=128, help="room for the 64 clients, not for overload")
+    parser.add_argument("--max-queue-seconds", type=float, default=TIMEOUT / 2,
+                        help="server's queue time bound, under the client timeout (default: %(default)s)")
     parser.add_argument("--threads", type=int, help="OMP_NUM_THREADS of server and link (default: torch's choice)")
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "medic.yaml")
     parser.add_argument("--kb", type=Path, help="kb_dir (default: the cached MEDIC kb_dir)")
