@@ -6,6 +6,7 @@ import pytest
 
 from glinker import DAGExecutor, LimitError
 from glinker.errors import ConfigError
+from glinker.kb.store import EntityStore
 from tests.conftest import model_free_config
 
 
@@ -86,3 +87,25 @@ def test_empty_batch_and_errors_name_the_chunk(example_kb_path):
 def test_chunk_texts_must_be_a_positive_integer(bad):
     with pytest.raises(ConfigError, match="chunk_texts"):
         DAGExecutor(model_free_config(), chunk_texts=bad)
+
+
+def test_candidates_share_their_kb_row_across_chunks(example_kb_path, texts):
+    """Results hold each KB row once (memory grows with mentions, not with mentions x row bytes); a reloaded
+    KB gives candidates of its new rows."""
+    executor = DAGExecutor(model_free_config(), chunk_texts=2)
+    executor.load_entities(str(example_kb_path))
+    results = executor.execute({"texts": texts * 2}).get("l0_result").entities
+    by_row: dict[int, list] = {}
+    for entity in (e for per_text in results for e in per_text):
+        for candidate in entity.candidates:
+            by_row.setdefault(candidate.kb_row, []).append(candidate)
+    repeated = [c for c in by_row.values() if len(c) > 1]
+    assert repeated, "the example texts mention some entity twice"
+    for same in repeated:
+        assert all(c.description is same[0].description and c.aliases is same[0].aliases for c in same)
+    store = EntityStore()
+    store.load([{"entity_id": "a", "label": "Paris", "description": "city"}])
+    assert store.candidate(0).description == "city"
+    store.clear()
+    store.load([{"entity_id": "b", "label": "Texas", "description": "state"}])
+    assert (store.candidate(0).entity_id, store.candidate(0).label, store.candidate(0).description) == ("b", "Texas", "state")

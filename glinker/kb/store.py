@@ -51,6 +51,9 @@ class LoadReport:
         }
 
 
+DECODED_ROWS = 100_000  # decoded rows kept for candidates (rows are append-only; a reset forgets them)
+
+
 class EntityStore:
     """Columnar entity table with id lookup and a change counter for derived indexes."""
 
@@ -71,6 +74,7 @@ class EntityStore:
         self._id_hash_sorted = np.zeros(0, dtype=np.uint64)
         self._id_rows_sorted = np.zeros(0, dtype=np.int64)
         self.row_vectors: dict[str, tuple[np.ndarray, str | None]] = {}
+        self._decoded: dict[int, tuple] = {}
 
     # ------------------------------------------------------------------ size and lookup
 
@@ -140,19 +144,31 @@ class EntityStore:
         }
 
     def candidate(self, row: int, score: float = 0.0, source: str = "", matched_name: str = "") -> Candidate:
+        """Rows are decoded once (up to ``DECODED_ROWS`` kept): the candidates of one entity share its
+        strings, aliases list and metadata dict, so results hold each KB row once. Treat them as read-only."""
+        label, aliases, description, entity_type, metadata = self._decoded_row(row)
         return Candidate(
             entity_id=self.ids[row],
-            label=self.label(row),
-            aliases=self.aliases(row),
-            description=self.descriptions[row],
-            entity_type=self.types[row],
+            label=label,
+            aliases=aliases,
+            description=description,
+            entity_type=entity_type,
             popularity=int(self.popularity[row]),
-            metadata=self.metadata(row),
+            metadata=metadata,
             source=source,
             score=float(score),
             matched_name=matched_name,
             kb_row=row,
         )
+
+    def _decoded_row(self, row: int) -> tuple:
+        decoded = self._decoded.get(row)
+        if decoded is None:
+            if len(self._decoded) >= DECODED_ROWS:
+                self._decoded.clear()
+            decoded = (self.label(row), self.aliases(row), self.descriptions[row], self.types[row], self.metadata(row))
+            self._decoded[row] = decoded
+        return decoded
 
     def render(self, rows: Iterable[int], template: str) -> list[str]:
         """Entity texts made with a template such as ``"{label}: {description}"``."""
@@ -267,6 +283,20 @@ class EntityStore:
     def clear(self) -> None:
         with self.lock:
             self._reset()
+
+    def retire(self, ids: list[str]) -> np.ndarray:
+        """Retire the live entities with these ids; returns their rows. Nothing changes when an id is
+        unknown: the error names the first few."""
+        ids = list(dict.fromkeys(ids))
+        rows = self.rows_of(ids)
+        unknown = [i for i, row in zip(ids, rows, strict=True) if row < 0]
+        if unknown:
+            raise KnowledgeBaseError(f"{len(unknown)} unknown id(s) to delete: {', '.join(map(repr, unknown[:5]))}"
+                                     f"{' ...' if len(unknown) > 5 else ''}; nothing was deleted")
+        with self.lock:
+            self.alive[rows] = False
+            self.version += 1
+        return rows
 
     def without_retired(self) -> tuple[EntityStore, np.ndarray, np.ndarray]:
         """A new store of the live rows only, and the entity rows and name rows it kept."""
