@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
 
 from . import registry
+from .models.quantize import check_quantize
 
 # Bounds on per-mention and per-text work: more is a ConfigError at load (or a LimitError at run time),
 # not a run that exhausts memory. See docs/reliability.md.
@@ -25,6 +26,9 @@ MAX_MENTIONS_PER_TEXT = 100_000
 # (an integer is still a valid Float).
 Int = Annotated[int, Strict()]
 Float = Annotated[float, Strict()]
+# a model's weights: "none" (float32) or "int8" (torch dynamic quantization, CPU; glinker/models/quantize.py)
+Quantize = Annotated[str, AfterValidator(check_quantize)]
+QUANTIZE_FIELD = Field("none", description="none | int8: int8 weights on CPU (torch dynamic quantization)")
 
 # Keys of glinker 0.1.x configs accepted without effect, per model (README, "Accepted for glinker
 # 0.1.x compatibility", says why each does nothing).
@@ -131,6 +135,7 @@ class L1GlinerConfig(_ContextConfig):
     use_precomputed_embeddings: bool = True
     max_length: Int | None = Field(512, ge=16)
     window_overlap: Int = Field(32, ge=0, description="words shared by consecutive windows of a long text")
+    quantize: Quantize = QUANTIZE_FIELD
 
 
 class L1DictionaryConfig(_ContextConfig):
@@ -156,6 +161,7 @@ class EmbeddingConfig(StrictModel):
     batch_size: Int = Field(64, ge=1)
     device: str = "cpu"
     max_length: Int = Field(128, ge=8)
+    quantize: Quantize = QUANTIZE_FIELD
 
 
 class L2LayerConfig(StrictModel):
@@ -246,6 +252,7 @@ class L3Config(StrictModel):
     consistency: bool = Field(
         True, description="mentions of a text with the same surface, or an abbreviation and its long form, agree"
     )
+    quantize: Quantize = QUANTIZE_FIELD
 
 
 class L4Config(StrictModel):
@@ -257,6 +264,7 @@ class L4Config(StrictModel):
     max_labels: Int = Field(20, ge=1, le=MAX_LABELS)
     max_length: Int | None = Field(512, ge=16)
     batch_size: Int = Field(8, ge=1)
+    quantize: Quantize = QUANTIZE_FIELD
 
 
 class L0Config(StrictModel):

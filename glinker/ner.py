@@ -17,8 +17,9 @@ class GlinerNER:
 
     def __init__(self, name: str, labels: Sequence[str], device: str = "cpu", token: str | None = None,
                  threshold: float = 0.3, flat_ner: bool = True, multi_label: bool = False, batch_size: int = 16,
-                 max_length: int | None = 512, overlap: int = 32, use_precomputed: bool = True):
-        self.gliner = get_gliner(name, device=device, token=token)
+                 max_length: int | None = 512, overlap: int = 32, use_precomputed: bool = True,
+                 quantize: str = "none"):
+        self.gliner = get_gliner(name, device=device, token=token, quantize=quantize)
         self.labels = list(dict.fromkeys(labels))
         self.threshold = threshold
         self.flat_ner = flat_ner

@@ -22,7 +22,7 @@ class GlinerMentions:
             config.model, config.labels, device=config.device, token=config.token, threshold=config.threshold,
             flat_ner=config.flat_ner, multi_label=config.multi_label, batch_size=config.batch_size,
             max_length=config.max_length, overlap=config.window_overlap,
-            use_precomputed=config.use_precomputed_embeddings,
+            use_precomputed=config.use_precomputed_embeddings, quantize=config.quantize,
         )
 
     def __call__(self, texts: list[str]) -> L1Output:

@@ -36,7 +36,8 @@ def _dense(config, template: str, kb, max_labels: int | None) -> DenseScorer:
     weight = DENSE_RETRIEVAL_WEIGHT if config.retrieval_weight is None else config.retrieval_weight
     return DenseScorer(kb, config.model_name, template, device=config.device, max_length=config.max_length or 256,
                        context_chars=config.context_chars, retrieval_weight=weight,
-                       batch_size=config.batch_size, hierarchy=config.hierarchy, support_weight=config.support_weight)
+                       batch_size=config.batch_size, hierarchy=config.hierarchy, support_weight=config.support_weight,
+                       quantize=config.quantize)
 
 
 def _gliner(config, template: str, kb, max_labels: int | None) -> GlinerLinkScorer:
@@ -44,13 +45,13 @@ def _gliner(config, template: str, kb, max_labels: int | None) -> GlinerLinkScor
                             batch_size=config.batch_size, token=_token(config),
                             max_labels=max_labels or getattr(config, "max_labels", None),
                             use_precomputed=getattr(config, "use_precomputed_embeddings", True),
-                            cache_embeddings=getattr(config, "cache_embeddings", False))
+                            cache_embeddings=getattr(config, "cache_embeddings", False), quantize=config.quantize)
 
 
 def _cross_encoder(config, template: str, kb, max_labels: int | None) -> CrossEncoderScorer:
     return CrossEncoderScorer(config.model_name, template, device=config.device, max_length=config.max_length or 512,
                               batch_size=config.batch_size, token=_token(config),
-                              context_chars=getattr(config, "context_chars", 100))
+                              context_chars=getattr(config, "context_chars", 100), quantize=config.quantize)
 
 
 BACKENDS: dict[str, Callable[..., Scorer]] = {

@@ -21,11 +21,12 @@ class GlinerLinkScorer:
 
     def __init__(self, kb, model_name: str | GlinerModel, template: str, device: str = "cpu",
                  max_length: int | None = 512, batch_size: int = 32, token: str | None = None,
-                 max_labels: int | None = None, use_precomputed: bool = True, cache_embeddings: bool = False):
+                 max_labels: int | None = None, use_precomputed: bool = True, cache_embeddings: bool = False,
+                 quantize: str = "none"):
         """``model_name``: a GLiNER's name, or one already loaded (e.g. the model ``glinker train`` trains)."""
         self.kb = kb
         loaded = isinstance(model_name, GlinerModel)
-        self.gliner = model_name if loaded else get_gliner(model_name, device=device, token=token)
+        self.gliner = model_name if loaded else get_gliner(model_name, device=device, token=token, quantize=quantize)
         if self.gliner.config.span_mode == "token_level":
             raise ConfigError(
                 f"GLiNER model {self.gliner.name!r} is token-level; linking scores fixed spans and needs a span model"

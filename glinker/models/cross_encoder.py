@@ -9,12 +9,14 @@ from __future__ import annotations
 import numpy as np
 
 from .base import TransformersModel
+from .quantize import quantize_loaded
 
 POSITIVE_NAMES = ("entailment", "positive", "relevant", "yes", "true")
 
 
 class PairClassifier(TransformersModel):
-    def __init__(self, name: str, device: str = "cpu", token: str | None = None):
+    def __init__(self, name: str, device: str = "cpu", token: str | None = None, quantize: str = "none"):
+        self.quantize = quantize
         super().__init__(name, device, token)
         labels = {str(name).lower(): int(i) for i, name in self.model.config.id2label.items()}
         self.num_labels = int(self.model.config.num_labels)
@@ -24,6 +26,9 @@ class PairClassifier(TransformersModel):
         from transformers import AutoModelForSequenceClassification
 
         return AutoModelForSequenceClassification
+
+    def load(self, resolved, token):
+        return quantize_loaded(self, super().load(resolved, token), resolved.path)
 
     def score_pairs(self, pairs: list[tuple[str, str]], batch_size: int = 32, max_length: int = 512) -> np.ndarray:
         """A score in [0, 1] per pair, in input order; pairs of similar length are batched together."""
@@ -42,6 +47,7 @@ class PairClassifier(TransformersModel):
             return torch.softmax(logits, dim=-1)[:, self.positive].cpu().numpy()
 
 
-def get_pair_classifier(name: str, device: str = "cpu", token: str | None = None) -> PairClassifier:
-    """One cross-encoder per (model, device), shared by L3 and L4 and every executor."""
-    return PairClassifier.get(name, device, token)
+def get_pair_classifier(name: str, device: str = "cpu", token: str | None = None,
+                        quantize: str = "none") -> PairClassifier:
+    """One cross-encoder per (model, device, quantize), shared by L3 and L4 and every executor."""
+    return PairClassifier.get(name, device, token, quantize=quantize)

@@ -11,11 +11,14 @@ from collections.abc import Sequence
 import numpy as np
 
 from .base import TransformersModel
+from .quantize import quantize_loaded
 
 
 class TextEncoder(TransformersModel):
-    def __init__(self, name: str, device: str = "cpu", max_length: int = 256, token: str | None = None):
+    def __init__(self, name: str, device: str = "cpu", max_length: int = 256, token: str | None = None,
+                 quantize: str = "none"):
         self.max_length = max_length
+        self.quantize = quantize
         super().__init__(name, device, token)
         self.dim = int(self.model.config.hidden_size)
 
@@ -23,6 +26,9 @@ class TextEncoder(TransformersModel):
         from transformers import AutoModel
 
         return AutoModel
+
+    def load(self, resolved, token):
+        return quantize_loaded(self, super().load(resolved, token), resolved.path)
 
     def encode(
         self, texts: Sequence[str], batch_size: int = 64, progress: bool = False, desc: str = "encoding"
@@ -42,6 +48,7 @@ class TextEncoder(TransformersModel):
             return torch.nn.functional.normalize(pooled, p=2, dim=1).float().cpu().numpy()
 
 
-def get_encoder(name: str, device: str = "cpu", max_length: int = 256, token: str | None = None) -> TextEncoder:
-    """One encoder instance per (model, device, max_length), shared across layers and executors."""
-    return TextEncoder.get(name, device, token, max_length=max_length)
+def get_encoder(name: str, device: str = "cpu", max_length: int = 256, token: str | None = None,
+                quantize: str = "none") -> TextEncoder:
+    """One encoder instance per (model, device, max_length, quantize), shared across layers and executors."""
+    return TextEncoder.get(name, device, token, max_length=max_length, quantize=quantize)

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import ConfigError, LimitError
 from .base import LoadedModel
+from .quantize import quantize_loaded
 from .resolve import ResolvedModel
 
 # span modes whose representation of a span depends on its two ends only (plus the whole text)
@@ -59,7 +60,8 @@ class Row:
 class GlinerModel(LoadedModel):
     """A loaded GLiNER model with the helpers NER and linking share (one per model and device)."""
 
-    def __init__(self, name: str, device: str = "cpu", token: str | None = None):
+    def __init__(self, name: str, device: str = "cpu", token: str | None = None, quantize: str = "none"):
+        self.quantize = quantize
         super().__init__(name, device, token)
         self.config = self.model.config
         self.is_bi = getattr(self.config, "labels_encoder", None) is not None
@@ -78,8 +80,9 @@ class GlinerModel(LoadedModel):
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return GLiNER.from_pretrained(resolved.load_target, local_files_only=resolved.path is not None,
-                                          token=token, map_location=self.device)
+            model = GLiNER.from_pretrained(resolved.load_target, local_files_only=resolved.path is not None,
+                                           token=token, map_location=self.device)
+        return quantize_loaded(self, model, resolved.path)
 
     # ------------------------------------------------------------------ words and windows
 
@@ -269,9 +272,9 @@ class GlinerModel(LoadedModel):
             return torch.einsum("BSD,BCD->BSC", span_rep, prompts)
 
 
-def get_gliner(name: str, device: str = "cpu", token: str | None = None) -> GlinerModel:
-    """One loaded GLiNER per (model, device), shared by every layer and executor."""
-    return GlinerModel.get(name, device, token)
+def get_gliner(name: str, device: str = "cpu", token: str | None = None, quantize: str = "none") -> GlinerModel:
+    """One loaded GLiNER per (model, device, quantize), shared by every layer and executor."""
+    return GlinerModel.get(name, device, token, quantize=quantize)
 
 
 class GlinerLabelEncoder:

@@ -1,0 +1,96 @@
+"""Cheaper model passes on CPU: ``quantize: int8`` runs a model with int8 weights.
+
+torch dynamic quantization (``torch.ao.quantization.quantize_dynamic``) replaces every ``nn.Linear``
+by an int8 one (weights int8, activations quantized per batch on the fly); everything else stays
+float32. The int8 weights are written once to a cache keyed by the SHA-256 of the source's files,
+beside the source (``SOURCE/.glinker-quantized/``) or, when the source folder is read-only, under
+``$GLINKER_CACHE`` (default ``~/.cache/glinker``); a changed source has another checksum, so it is
+converted again. A quantized model says so: its ``model_id`` ends in ``+int8`` (kb_dir manifests
+record it, so int8 vectors are never mixed with float32 ones) and loading it is logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+from ..errors import ConfigError
+
+QUANTIZE_MODES = ("none", "int8")
+CACHE_ENV = "GLINKER_CACHE"
+CACHE_FOLDER = ".glinker-quantized"
+
+log = logging.getLogger("glinker.models")
+
+
+def check_quantize(value: object) -> str:
+    """``value`` if it is a known quantization, else a ConfigError naming it."""
+    if value not in QUANTIZE_MODES:
+        raise ConfigError(f"unknown quantize {value!r}; expected one of {', '.join(QUANTIZE_MODES)}")
+    return value
+
+
+def source_checksum(source: Path) -> str:
+    """SHA-256 over the names and bytes of the files of a model folder (the cache left out)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in source.rglob("*") if p.is_file() and CACHE_FOLDER not in p.parts):
+        digest.update(str(path.relative_to(source)).encode() + b"\0")
+        with open(path, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def cache_folder(source: Path) -> Path:
+    """Beside the source when it can be written, else the user cache."""
+    if os.access(source, os.W_OK):
+        return source / CACHE_FOLDER
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "glinker") / "quantized"
+
+
+def quantize_loaded(loaded, model, source: Path | None):
+    """The module of ``loaded`` (a LoadedModel being loaded) as its ``quantize`` option asks."""
+    mode = check_quantize(getattr(loaded, "quantize", "none"))
+    if mode == "none":
+        return model
+    if not str(loaded.device).startswith("cpu"):
+        raise ConfigError(f"model {loaded.name!r}: quantize {mode!r} runs on the CPU only, not on {loaded.device!r}")
+    loaded.model_id = f"{loaded.model_id}+{mode}"
+    model = int8_model(model, source)
+    log.info("model %s runs with int8 weights (torch dynamic quantization)", loaded.name)
+    return model
+
+
+def int8_model(model, source: Path | None):
+    """``model`` with int8 ``nn.Linear`` layers; their weights come from the cache when it has them."""
+    import torch
+
+    with warnings.catch_warnings():  # torch announces moving this API to torchao; it is what torch ships
+        warnings.simplefilter("ignore")
+        quantized = torch.ao.quantization.quantize_dynamic(model.eval(), {torch.nn.Linear}, dtype=torch.qint8)
+    if source is None:  # a hub download: nothing of ours to key the cache on
+        return quantized
+    path = cache_folder(source) / f"{source_checksum(source)}.int8.pt"
+    if path.exists():
+        quantized.load_state_dict(torch.load(path, weights_only=True))
+    else:
+        _save_atomically(quantized.state_dict(), path)
+    return quantized
+
+
+def _save_atomically(state: dict, path: Path) -> None:
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(handle)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
