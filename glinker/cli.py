@@ -94,7 +94,7 @@ def cmd_kb_build(args: argparse.Namespace) -> int:
         remove_stale_builds(out)
         manifest = build_kb_dir(
             args.entities, out, args.encoder, template=args.template, index_type=args.index,
-            batch_size=args.batch_size, device=args.device, dtype=args.dtype, kinds=kinds,
+            batch_size=args.batch_size, device=args.device, dtype=args.dtype, kinds=kinds, quantize=args.quantize,
             on_error="skip" if args.rejects else "raise", rejects_path=args.rejects, progress=not args.quiet,
         )
     summary = {k: manifest[k] for k in ("count", "names", "encoder", "template", "dim", "dtype", "build_seconds")}
@@ -261,6 +261,8 @@ def add_kb(sub) -> None:
     build.add_argument("--batch-size", type=int, default=64, help="texts per encoder call (default: %(default)s)")
     build.add_argument("--device", default="cpu", help="cpu or cuda")
     build.add_argument("--dtype", default="float32", choices=["float32", "float16"], help="stored vector precision")
+    build.add_argument("--quantize", default="none", choices=["none", "int8"],
+                       help="encoder weights: int8 runs it with torch dynamic quantization (CPU; default: %(default)s)")
     build.add_argument("--rejects", help="skip bad rows and write them here (default: stop at the first bad row)")
     build.add_argument("--quiet", action="store_true", help="no progress bars")
     build.set_defaults(func=cmd_kb_build)
