@@ -150,6 +150,11 @@ class L1DictionaryConfig(_ContextConfig):
     max_name_tokens: int = Field(10, ge=1, le=100, description="KB names of more tokens are not looked for")
 
 
+class L1MergeConfig(StrictModel):
+    overlaps: Literal["first", "longest", "all"] = Field(
+        "first", description="overlapping spans: keep the first input's, the longest, or all distinct spans")
+
+
 class FuzzyConfig(StrictModel):
     min_similarity: Float = Field(0.6, ge=0.0, le=1.0)
 

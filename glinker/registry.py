@@ -16,6 +16,7 @@ PROCESSORS: dict[str, str] = {
     "l1_spacy": "layers.l1_spacy",
     "l1_gliner": "layers.l1_gliner",
     "l1_dictionary": "layers.l1_dictionary",
+    "l1_merge": "layers.l1_merge",
     "l2_chain": "layers.l2_chain",
     "l3_batch": "layers.l3_batch",
     "l4_reranker": "layers.l4_reranker",
