@@ -7,6 +7,7 @@ configs/medic.yaml and runs the same evaluation as benchmarks/accuracy.py:
   with it once and cached). Prints gold-mention acc@1 and recall@k, and end-to-end P/R/F1.
 - ``--ner DIR``: GLiNER as L1 (label ``disease``) instead of the gazetteer. Prints span P/R/F1, link
   P/R/F1 and L1 docs/s; with ``--retriever`` too, both trained models run together.
+  ``--ner-merge first|longest``: the gazetteer's mentions and GLiNER's merged (``l1_merge``).
 - ``--linker DIR``: the trained cross-encoder as L3 (``backend: cross_encoder``, the template and
   context of configs/train/bc5cdr_linker.yaml) instead of the dense backend, with
   ``--linker-weight`` of the L2 retrieval score mixed in and ``--linker-threshold``.
@@ -39,16 +40,34 @@ def kb_dir_for(encoder: str | None) -> Path:
     return medic_kb_dir(encoder=encoder, name=f"medic-{key[:12]}")
 
 
-def pipeline(encoder: str | None, ner: str | None, threshold: float, linker: dict | None = None) -> dict:
-    """configs/medic.yaml with the trained encoder, GLiNER L1 and/or cross-encoder L3 swapped in."""
+def merged_l1(config: dict, gliner: dict, overlaps: str) -> None:
+    """L1 becomes the gazetteer's mentions (first) merged with GLiNER's (second) by ``overlaps``."""
+    gazetteer = config["nodes"][0]
+    texts = gazetteer["inputs"]["texts"]
+    ner_node = {"id": "l1_ner", "processor": "l1_gliner", "inputs": {"texts": dict(texts)},
+                "output": {"key": "l1_ner_result"}, "config": gliner}
+    merge = {"id": "l1", "processor": "l1_merge", "requires": ["l1_dict", "l1_ner"],
+             "inputs": {"first": {"source": "l1_dict_result", "fields": "entities"},
+                        "second": {"source": "l1_ner_result", "fields": "entities"}},
+             "output": {"key": "l1_result"}, "config": {"overlaps": overlaps}}
+    gazetteer.update(id="l1_dict", output={"key": "l1_dict_result"})
+    config["nodes"][:1] = [gazetteer, ner_node, merge]
+
+
+def pipeline(encoder: str | None, ner: str | None, threshold: float, linker: dict | None = None,
+             merge: str | None = None) -> dict:
+    """configs/medic.yaml with the trained encoder, GLiNER L1 (alone or merged with the gazetteer's
+    mentions) and/or cross-encoder L3 swapped in."""
     config = copy.deepcopy(yaml.safe_load((ROOT / "configs" / "medic.yaml").read_text()))
     nodes = {node["id"]: node for node in config["nodes"]}
     if encoder is not None:
         nodes["l2"]["config"]["embeddings"]["model_name"] = encoder
         nodes["l3"]["config"]["model_name"] = encoder
-    if ner is not None:
-        nodes["l1"]["processor"] = "l1_gliner"
-        nodes["l1"]["config"] = {"model": ner, "labels": ["disease"], "threshold": threshold, "flat_ner": True}
+    gliner = {"model": ner, "labels": ["disease"], "threshold": threshold, "flat_ner": True}
+    if ner is not None and merge is not None:
+        merged_l1(config, gliner, merge)
+    elif ner is not None:
+        nodes["l1"]["processor"], nodes["l1"]["config"] = "l1_gliner", gliner
     if linker is not None:
         nodes["l3"]["config"] = {"backend": "cross_encoder", "context_chars": 100, "max_length": 64,
                                  "batch_size": 64, **linker}
@@ -64,7 +83,7 @@ def run(args: argparse.Namespace) -> dict:
         path = Path(tmp) / "pipeline.yaml"
         linker = {"model_name": args.linker, "threshold": args.linker_threshold,
                   "retrieval_weight": args.linker_weight} if args.linker else None
-        path.write_text(yaml.safe_dump(pipeline(args.retriever, args.ner, args.threshold, linker)))
+        path.write_text(yaml.safe_dump(pipeline(args.retriever, args.ner, args.threshold, linker, args.ner_merge)))
         modes = ["end_to_end"] if args.ner else ["gold_mentions", "end_to_end"]
         for mode in modes:
             report = evaluate(path, kb_dir, BC5CDR, split=args.split, gold_mentions=mode == "gold_mentions",
@@ -88,6 +107,8 @@ def main() -> None:
     parser.add_argument("--retriever", help="trained encoder folder (default: the untrained MiniLM)")
     parser.add_argument("--ner", help="trained GLiNER folder (default: the gazetteer of configs/medic.yaml)")
     parser.add_argument("--threshold", type=float, default=0.5, help="GLiNER L1 threshold")
+    parser.add_argument("--ner-merge", choices=["first", "longest", "all"],
+                        help="with --ner: L1 is the gazetteer's mentions merged with GLiNER's (l1_merge overlaps)")
     parser.add_argument("--linker", help="trained cross-encoder folder for L3 (default: the dense backend)")
     parser.add_argument("--linker-weight", type=float, default=0.0, help="L3 retrieval_weight with --linker")
     parser.add_argument("--linker-threshold", type=float, default=0.5, help="L3 threshold with --linker")
@@ -102,6 +123,7 @@ def main() -> None:
         args.retriever, args.ner = args.retriever or "runs/retriever/model", args.ner or "runs/ner/model"
     results = run(args)
     print(orjson.dumps({"benchmark": "train", "retriever": args.retriever or MINILM, "ner": args.ner,
+                        "ner_merge": args.ner_merge,
                         "linker": args.linker and {"model": args.linker, "retrieval_weight": args.linker_weight,
                                                    "threshold": args.linker_threshold},
                         "split": args.split, "results": results}).decode())
