@@ -272,6 +272,24 @@ class L4Config(StrictModel):
     quantize: Quantize = QUANTIZE_FIELD
 
 
+class L5RelexConfig(StrictModel):
+    """GLiNER-relex relations between the mentions of a text (``l5_relex``)."""
+
+    model: str
+    labels: list[str] = Field(min_length=1, max_length=MAX_LABELS, description="entity types of the relex prompt")
+    relations: list[str] = Field(min_length=1, max_length=MAX_LABELS, description="relation labels to find")
+    token: str | None = None
+    device: str = "cpu"
+    threshold: Float = Field(0.5, ge=0.0, le=1.0, description="entity score a mention needs to take part")
+    relation_threshold: Float | None = Field(None, ge=0.0, le=1.0, description="None: threshold")
+    adjacency_threshold: Float | None = Field(None, ge=0.0, le=1.0, description="None: threshold")
+    flat_ner: bool = True
+    multi_label: bool = False
+    batch_size: Int = Field(8, ge=1, description="windows per forward pass")
+    max_length: Int | None = Field(512, ge=16)
+    window_overlap: Int = Field(32, ge=0, description="words shared by consecutive windows of a long text")
+
+
 class L0Config(StrictModel):
     min_confidence: Float = Field(0.0, ge=0.0, le=1.0)
     include_unlinked: bool = True

@@ -20,6 +20,7 @@ PROCESSORS: dict[str, str] = {
     "l2_chain": "layers.l2_chain",
     "l3_batch": "layers.l3_batch",
     "l4_reranker": "layers.l4_reranker",
+    "l5_relex": "layers.l5_relex",
     "l0_aggregator": "layers.l0_aggregator",
 }
 

@@ -141,6 +141,27 @@ class L0Entity(_Record):
     mention_index: int | None = None  # its mention's L2 group in the text (None: a link that matched no mention)
 
 
+@dataclass(slots=True)
+class RelationEnd(_Record):
+    """The head or tail of a relation: a mention of the text, with its link (``entity_id`` None when unlinked)."""
+
+    text: str
+    start: int
+    end: int
+    entity_id: str | None = None
+    mention_index: int | None = None  # its mention's L2 group in the text
+
+
+@dataclass(slots=True)
+class Relation(_Record):
+    """A relation between two mentions of a text; their offsets are its evidence."""
+
+    head: RelationEnd
+    relation: str
+    tail: RelationEnd
+    score: float
+
+
 class _PerText(_Record):
     """A layer output whose first field holds one list per text."""
 
@@ -177,16 +198,25 @@ class L3Output(_PerText):
 
 
 @dataclass(slots=True)
+class RelationsOutput(_PerText):
+    relations: list[list[Relation]]
+
+
+@dataclass(slots=True)
 class L0Output(_PerText):
     entities: list[list[L0Entity]]
     stats: dict[str, Any] = field(default_factory=dict)
+    relations: list[list[Relation]] | None = None  # per text, when the pipeline has a relations layer
 
     @classmethod
     def concat(cls, parts: list[L0Output]) -> L0Output:
-        return cls.counted([per_text for part in parts for per_text in part.entities])
+        relations = None
+        if parts[0].relations is not None:
+            relations = [per_text for part in parts for per_text in part.relations]
+        return cls.counted([per_text for part in parts for per_text in part.entities], relations)
 
     @classmethod
-    def counted(cls, entities: list[list[L0Entity]]) -> L0Output:
+    def counted(cls, entities: list[list[L0Entity]], relations: list[list[Relation]] | None = None) -> L0Output:
         """The records with their ``stats``: texts, mentions, linked, unlinked and the linking rate."""
         total = sum(len(r) for r in entities)
         linked = sum(e.is_linked for r in entities for e in r)
@@ -197,4 +227,4 @@ class L0Output(_PerText):
             "unlinked": total - linked,
             "linking_rate": linked / total if total else 0.0,
         }
-        return cls(entities, stats)
+        return cls(entities, stats, relations)

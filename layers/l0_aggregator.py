@@ -4,14 +4,17 @@ A link made by L3/L4 carries the index of its mention, so it joins its mention d
 outside the pipeline (no index) is matched by span, within ``position_tolerance`` characters. With
 ``strict_matching`` only mentions given by L1 (or the input) are reported, matched by span since
 they may come from outside; otherwise linked spans that match no mention are reported as well.
+Relations (from ``l5_relex``) are carried per text, each end with its mention's final link.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 from glinker.config import L0Config
 from glinker.contract import LayerContract, LayerSetup, Socket
 from glinker.errors import InputError
-from glinker.types import L0Entity, L0Output, L3Entity, LinkedEntity, Mention, MentionCandidates
+from glinker.types import L0Entity, L0Output, L3Entity, LinkedEntity, Mention, MentionCandidates, Relation
 
 
 class Aggregator:
@@ -24,9 +27,11 @@ class Aggregator:
         l3_entities: list[list[L3Entity]] | None = None,
         l1_entities: list[list[Mention]] | None = None,
         texts: list[str] | None = None,
+        relations: list[list[Relation]] | None = None,
     ) -> L0Output:
         n = len(l2_candidates)
-        for name, value in (("l3_entities", l3_entities), ("l1_entities", l1_entities), ("texts", texts)):
+        for name, value in (("l3_entities", l3_entities), ("l1_entities", l1_entities), ("texts", texts),
+                            ("relations", relations)):
             if value is not None and len(value) != n:
                 raise InputError(f"l0_aggregator: {name} has {len(value)} texts, l2_candidates {n}")
         for name, value in (("l2_candidates", l2_candidates), ("l3_entities", l3_entities), ("l1_entities", l1_entities)):
@@ -36,7 +41,9 @@ class Aggregator:
         for t in range(n):
             links = list(l3_entities[t]) if l3_entities is not None else []
             out.append(self._aggregate(l2_candidates[t], links, l1_entities[t] if l1_entities is not None else None))
-        return L0Output.counted(out)
+        if relations is not None:
+            relations = [_grounded(per_text, records) for per_text, records in zip(relations, out, strict=True)]
+        return L0Output.counted(out, relations)
 
     def _aggregate(self, groups: list[MentionCandidates], links: list[L3Entity], l1: list[Mention] | None) -> list[L0Entity]:
         c = self.config
@@ -117,6 +124,16 @@ class Aggregator:
         )
 
 
+def _grounded(relations: list[Relation], records: list[L0Entity]) -> list[Relation]:
+    """The relations with each end's entity id set to its mention's final link (None: unlinked or not reported)."""
+    linked = {r.mention_index: r.linked_entity.entity_id for r in records if r.is_linked}
+
+    def end(e):
+        return dataclasses.replace(e, entity_id=linked.get(e.mention_index))
+
+    return [dataclasses.replace(r, head=end(r.head), tail=end(r.tail)) for r in relations]
+
+
 def _check_spans(name: str, per_text: list[list], texts: list[str] | None) -> None:
     """Every span must index its text (or, without texts, at least be consistent with its own text)."""
     for t, items in enumerate(per_text):
@@ -139,6 +156,7 @@ CONTRACT = LayerContract(
         "l3_entities": Socket(L3Entity, required=False),
         "l1_entities": Socket(Mention, required=False),
         "texts": Socket(required=False),
+        "relations": Socket(Relation, required=False),
     },
     output=L0Output,
 )

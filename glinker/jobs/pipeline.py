@@ -19,7 +19,7 @@ from ..dag import INPUT_SOURCE, DAGExecutor, DAGPipeline
 from ..errors import ConfigError, KnowledgeBaseError
 from ..inputs import DEFAULT_MAX_TEXT_CHARS
 from ..registry import processors_with_output
-from ..types import L0Output, L1Output, L2Output
+from ..types import L0Output, L1Output, L2Output, Relation, RelationEnd
 
 SCORE_DIGITS = 4
 VOLATILE_MANIFEST_KEYS = ("created_at", "build_seconds", "glinker_version")
@@ -111,9 +111,22 @@ class BatchResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def output_record(doc_id: Any, entities: list[dict]) -> dict[str, Any]:
-    """One document's output: a line of ``glinker link``, a result of ``glinker serve``."""
-    return {"id": doc_id, "entities": entities}
+def output_record(doc_id: Any, entities: list[dict], relations: list[dict] | None = None) -> dict[str, Any]:
+    """One document's output: a line of ``glinker link``, a result of ``glinker serve``; ``relations``
+    only from a pipeline with a relations layer."""
+    record = {"id": doc_id, "entities": entities}
+    if relations is not None:
+        record["relations"] = relations
+    return record
+
+
+def relation_record(relation: Relation) -> dict[str, Any]:
+    """A relation as ``glinker link`` writes it: head and tail mentions with their links, label, score."""
+    def end(e: RelationEnd) -> dict[str, Any]:
+        return {"start": e.start, "end": e.end, "text": e.text, "entity_id": e.entity_id}
+
+    return {"head": end(relation.head), "relation": relation.relation, "tail": end(relation.tail),
+            "score": _score(relation.score)}
 
 
 def _score(value: float | None) -> float | None:
@@ -133,6 +146,8 @@ class Linker:
         if candidates and self.l2_key is None:
             raise ConfigError(f"--candidates needs a pipeline with a {_processor(L2Output)} node")
         self.candidates = candidates
+        # whether the records node reads relations (an l5_relex node): then every line has "relations"
+        self.has_relations = any("relations" in n.inputs for n in self.pipeline.nodes if n.output.key == self.l0_key)
         self.executor = DAGExecutor(self.pipeline, max_text_chars=max_text_chars)
         self.executor.load_entities(kb)
 
@@ -145,30 +160,40 @@ class Linker:
 
     def link(self, ids: list[Any], texts: list[str]) -> BatchResult:
         """One output line per text, in order. Texts that are empty or blank skip the pipeline."""
-        per_text, timings = self.records(texts)
+        per_text, relations, timings = self.outputs(texts)
         result = BatchResult([], timings=timings)
         for entities in per_text:
             result.mentions += len(entities)
             result.linked += sum(e["entity_id"] is not None for e in entities)
-        result.lines = [orjson.dumps(output_record(doc_id, entities)) + b"\n"
-                        for doc_id, entities in zip(ids, per_text, strict=True)]
+        result.lines = [orjson.dumps(output_record(doc_id, entities, rels)) + b"\n"
+                        for doc_id, entities, rels in zip(ids, per_text, relations, strict=True)]
         return result
 
     def records(self, texts: list[str], entities: list[list[dict]] | None = None,
                 candidates: list[int] | None = None) -> tuple[list[list[dict]], dict[str, float]]:
         """The output entities of each text and the batch's layer timings; blank texts skip the pipeline.
         ``entities``: given mentions per text; ``candidates``: K per text (default: the linker's K)."""
+        per_text, _, timings = self.outputs(texts, entities, candidates)
+        return per_text, timings
+
+    def outputs(self, texts: list[str], entities: list[list[dict]] | None = None, candidates: list[int] | None = None
+                ) -> tuple[list[list[dict]], list[list[dict] | None], dict[str, float]]:
+        """As :meth:`records`, with the relations of each text too (None without a relations layer)."""
         todo = [i for i, text in enumerate(texts) if text.strip()]
         per_text: list[list[dict]] = [[] for _ in texts]
+        relations: list[list[dict] | None] = [[] if self.has_relations else None for _ in texts]
         if not todo:
-            return per_text, {}
+            return per_text, relations, {}
         context = self.run([texts[i] for i in todo], None if entities is None else [entities[i] for i in todo])
         ks = candidates or [self.candidates] * len(texts)
-        records = context.get(self.l0_key).entities
+        l0 = context.get(self.l0_key)
         groups = context.get(self.l2_key).candidates if self.l2_key else [None] * len(todo)
-        for i, recs, group in zip(todo, records, groups, strict=True):
+        for i, recs, group in zip(todo, l0.entities, groups, strict=True):
             per_text[i] = self._entities(recs, group if ks[i] else None, ks[i])
-        return per_text, context.timings()
+        if l0.relations is not None:
+            for i, rels in zip(todo, l0.relations, strict=True):
+                relations[i] = [relation_record(r) for r in rels]
+        return per_text, relations, context.timings()
 
     def _entities(self, records, groups, k: int) -> list[dict]:
         """Output entities of one text; with ``groups`` (its L2 output), each with its first ``k`` candidates."""

@@ -2,7 +2,9 @@
 
 Mentions are highlighted in the colour of their type (from L1; a legend at the top lists every type
 with its colour) and tagged with it; hovering shows the entity's label, id, score and description,
-and each linked mention links to its entry in the entity list at the end of the page. Every piece
+and each linked mention links to its entry in the entity list at the end of the page. Relations
+between mentions (a pipeline with ``l5_relex``) are listed under their document as
+head → relation → tail with their score. Every piece
 of text that comes from a document or the KB is HTML-escaped, so neither can inject markup.
 """
 
@@ -28,6 +30,7 @@ mark a { color: inherit; text-decoration: none; }
 mark.unlinked { background: #eee !important; border: 1px dashed #999; }
 mark .tag { font-size: 0.7em; font-weight: bold; margin-left: 0.4em; color: #444; }
 .legend mark { margin-right: 0.6em; }
+ol.relations { white-space: normal; font-size: 0.9em; } .relation { font-style: italic; color: #555; }
 dt { font-weight: bold; margin-top: 0.6rem; } dd { margin-left: 1.5rem; } code { color: #666; }
 """
 
@@ -60,13 +63,34 @@ def _mention(text: str, entity: dict[str, Any], anchors: dict[str, int], kb_info
     return f'<mark class="{css_class}" title="{_attr(title)}"><a href="#e-{anchor}">{surface}</a>{tag}</mark>'
 
 
-def render_page(docs: list[tuple[Any, str, list[dict[str, Any]]]], kb_info: dict[str, dict], title: str = "glinker") -> str:
-    """HTML for ``(id, text, entities)`` triples (entities as ``glinker link`` writes them)."""
+def _relation_end(end: dict[str, Any], anchors: dict[str, int]) -> str:
+    surface = escape(end["text"])
+    if end.get("entity_id") is None:
+        return f"{surface} <code>(unlinked)</code>"
+    return f'<a href="#e-{anchors.setdefault(end["entity_id"], len(anchors))}">{surface}</a>'
+
+
+def _relations(relations: list[dict[str, Any]], anchors: dict[str, int]) -> str:
+    """A document's relations, as ``glinker link`` writes them, one list item each."""
+    if not relations:
+        return ""
+    items = "".join(
+        f'<li>{_relation_end(r["head"], anchors)} → <span class="relation">{escape(r["relation"])}</span> → '
+        f'{_relation_end(r["tail"], anchors)} <code>{r["score"]}</code></li>'
+        for r in relations
+    )
+    return f'<ol class="relations">{items}</ol>'
+
+
+def render_page(docs: list[tuple[Any, str, list[dict[str, Any]]]], kb_info: dict[str, dict], title: str = "glinker",
+                relations: list[list[dict[str, Any]]] | None = None) -> str:
+    """HTML for ``(id, text, entities)`` triples (entities as ``glinker link`` writes them); ``relations``:
+    per document, the relations of its ``glinker link`` line."""
     colours = type_colours([e.get("label") or UNTYPED for _, _, entities in docs for e in entities])
     css_class = {t: f"t{i}" for i, t in enumerate(colours)}
     anchors: dict[str, int] = {}
     articles = []
-    for doc_id, text, entities in docs:
+    for k, (doc_id, text, entities) in enumerate(docs):
         parts, position = [], 0
         for entity in sorted(entities, key=lambda e: (e["start"], -e["end"])):
             if entity["start"] < position:  # overlaps the previous mention: shown in the entity list only
@@ -76,6 +100,7 @@ def render_page(docs: list[tuple[Any, str, list[dict[str, Any]]]], kb_info: dict
             parts.append(_mention(text[entity["start"]:entity["end"]], entity, anchors, kb_info, kind))
             position = entity["end"]
         parts.append(escape(text[position:]))
+        parts.append(_relations(relations[k] if relations else [], anchors))
         articles.append(f"<article><h2>{escape(str(doc_id))}</h2>{''.join(parts)}</article>")
     listing = []
     for entity_id, anchor in anchors.items():
@@ -112,14 +137,16 @@ def render(config: str | Path, kb: str | Path, input_path: str | Path, output: s
     linker = Linker(config, kb, device=device, max_text_chars=reader.max_text_chars)
     result = linker.link([d.id for d in docs], [d.text for d in docs])
     store = linker.executor.kb.store
-    triples, kb_info = [], {}
+    triples, relations, kb_info = [], [], {}
     for doc, line in zip(docs, result.lines, strict=True):
-        entities = orjson.loads(line)["entities"]
+        record = orjson.loads(line)
+        entities = record["entities"]
+        relations.append(record.get("relations", []))
         for e in entities:
             if e["entity_id"] is not None and e["entity_id"] not in kb_info:
                 row = store.row_of(e["entity_id"])
                 kb_info[e["entity_id"]] = store.fields(row) if row is not None else {}
         triples.append((doc.id, doc.text, entities))
-    page = render_page(triples, kb_info, title=f"glinker: {Path(input_path).name}")
+    page = render_page(triples, kb_info, title=f"glinker: {Path(input_path).name}", relations=relations)
     Path(output).write_text(page, encoding="utf-8")
     return {"docs": len(docs), "mentions": result.mentions, "linked": result.linked, "rejected": rejected}

@@ -142,7 +142,8 @@ class LinkService:
             if not part:
                 continue
             entities = [docs[i].mentions for i in part] if given else None
-            per_text, _ = linker.records([docs[i].text for i in part], entities, [docs[i].candidates for i in part])
-            for i, ents in zip(part, per_text, strict=True):
-                results[i] = output_record(docs[i].id, ents)
+            per_text, relations, _ = linker.outputs([docs[i].text for i in part], entities,
+                                                    [docs[i].candidates for i in part])
+            for i, ents, rels in zip(part, per_text, relations, strict=True):
+                results[i] = output_record(docs[i].id, ents, rels)
         return results
