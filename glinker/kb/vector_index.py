@@ -5,12 +5,13 @@
   ``FLAT_LIMIT`` (250k) vectors. Nothing extra is stored on disk: the vectors are the index.
 - ``hnsw``: FAISS HNSW32 graph (efSearch 128); no training, supports adding vectors.
 - ``ivf``: FAISS IVF (nlist = sqrt(n)) with 4-bit product-quantisation fast scan (d/4 sub-quantisers,
-  48 bytes per 384-d vector), trained on a sample; the default above FLAT_LIMIT. FAISS re-scores the
-  ``k_factor * k`` best hits against float16 copies of the vectors. On real MiniLM name vectors fast
-  scan was 2.5x faster than 8-bit scalar quantisation at equal recall; at 1M vectors, nprobe 8 with
-  k_factor 4 gave recall 0.963 against exact search and 10,900 queries/s in batches of 256
-  (``python benchmarks/kb_scale.py --entities 1M``). At 100k, nprobe 8 of 316 lists gave only 0.878,
-  so below FLAT_LIMIT exact search stays the default.
+  48 bytes per 384-d vector), trained on a sample; the default above FLAT_LIMIT. The
+  ``k_factor * k`` best hits are re-scored exactly against the KB's own vectors (the memory-mapped
+  ``vectors.names.npy``: no second copy). ``nprobe`` is tuned when the index is built: the smallest
+  power of two whose recall@30 against exact search, on ``TUNE_QUERIES`` of the KB's own vectors held
+  out of the training sample, reaches the recall target (0.95 unless asked otherwise); the manifest
+  records it with the recall achieved. kb_dirs written before (``refine: SQfp16``, FAISS re-scoring
+  against float16 copies inside the index file) open and search as they did.
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ import numpy as np
 INDEX_TYPES = ("flat", "hnsw", "ivf")
 FLAT_LIMIT = 250_000
 BLOCK_ROWS = 32_768
+RECALL_TARGET = 0.95
+RECALL_AT = 30
+TUNE_QUERIES = 500
+RESCORE_QUERIES = 64  # queries whose hits are gathered and re-scored at once
+SEARCH_KEYS = ("nprobe", "k_factor", "efSearch")  # what a user may override after the build
 
 
 @dataclass
@@ -32,7 +38,7 @@ class VectorIndex:
     kind: str
     index: Any = None  # FAISS index (hnsw, ivf)
     params: dict[str, Any] = field(default_factory=dict)
-    matrix: np.ndarray | None = None  # float32 vectors (flat)
+    matrix: np.ndarray | None = None  # the vectors: searched (flat) or re-scored against (ivf)
 
     @property
     def size(self) -> int:
@@ -42,36 +48,32 @@ class VectorIndex:
     def dim(self) -> int:
         return self.matrix.shape[1] if self.kind == "flat" else int(self.index.d)
 
+    @property
+    def rescores(self) -> bool:
+        """True where hits are re-scored here against ``matrix`` (ivf built since refine: vectors)."""
+        return self.params.get("refine") == "vectors"
+
     @classmethod
-    def build(cls, matrix: np.ndarray, kind: str = "auto", seed: int = 0, progress: bool = False) -> VectorIndex:
+    def build(cls, matrix: np.ndarray, kind: str = "auto", seed: int = 0, progress: bool = False,
+              recall_target: float = RECALL_TARGET, search: dict[str, Any] | None = None) -> VectorIndex:
+        """Index ``matrix``; an ivf index is tuned to ``recall_target`` unless ``search`` gives its parameters."""
         n, dim = matrix.shape
         if kind == "auto":
             kind = "flat" if n <= FLAT_LIMIT else "ivf"
         if kind == "flat":
             built = cls("flat", matrix=np.zeros((0, dim), np.float32))
         elif kind == "hnsw":
-            import faiss
-
-            params = {"M": 32, "efConstruction": 80, "efSearch": 128}
-            index = faiss.IndexHNSWFlat(dim, params["M"], faiss.METRIC_INNER_PRODUCT)
-            index.hnsw.efConstruction = params["efConstruction"]
-            index.hnsw.efSearch = params["efSearch"]
-            built = cls("hnsw", index, params)
+            built = cls("hnsw", _hnsw(dim), {"M": 32, "efConstruction": 80, "efSearch": 128})
         elif kind == "ivf":
-            import faiss
-
-            nlist = int(min(65536, max(1, math.sqrt(max(n, 1)))))
-            codes = f"PQ{dim // 4}x4fs" if dim % 8 == 0 else "SQ8"
-            params = {"nlist": nlist, "nprobe": min(nlist, 8), "codes": codes, "refine": "SQfp16", "k_factor": 4,
-                      "train_size": min(n, max(100 * nlist, 50_000))}
-            index = faiss.index_factory(dim, f"IVF{nlist},{codes},Refine(SQfp16)", faiss.METRIC_INNER_PRODUCT)
-            rng = np.random.default_rng(seed)
-            sample = matrix[np.sort(rng.choice(n, params["train_size"], replace=False))] if n else matrix
-            index.train(np.ascontiguousarray(sample, dtype=np.float32))
-            built = cls("ivf", _tuned(index, "ivf", params), params)
+            built, held_out = _ivf(matrix, seed)
         else:
             raise ValueError(f"unknown index type {kind!r}; expected auto, flat, hnsw or ivf")
         built.add(matrix, progress=progress)
+        if kind == "ivf":
+            built.matrix = matrix
+            if not search:
+                built.tune(held_out, recall_target)
+        built.configure(**(search or {}))
         return built
 
     def add(self, matrix: np.ndarray, chunk: int = 100_000, progress: bool = False) -> None:
@@ -92,6 +94,35 @@ class VectorIndex:
         if bar is not None:
             bar.close()
 
+    def extend_to(self, matrix: np.ndarray) -> None:
+        """Add the rows of ``matrix`` past the current size; ``matrix`` (all rows) is what ivf re-scores against."""
+        self.add(matrix[self.size :])
+        if self.rescores:
+            self.matrix = matrix
+
+    def configure(self, **search: Any) -> None:
+        """Override search parameters (``nprobe``, ``k_factor`` for ivf, ``efSearch`` for hnsw)."""
+        unknown = set(search) - set(SEARCH_KEYS)
+        if unknown:
+            raise ValueError(f"unknown search parameters {sorted(unknown)}; expected some of {SEARCH_KEYS}")
+        self.params.update(search)
+        if self.index is not None:
+            _tuned(self.index, self.kind, self.params)
+
+    def tune(self, rows: np.ndarray, target: float = RECALL_TARGET, k: int = RECALL_AT) -> float:
+        """Set nprobe to the smallest power of two whose recall@k against exact search, with the vectors of
+        ``rows`` as queries, reaches ``target`` (nlist if none does); records and returns the recall."""
+        queries = np.asarray(self.matrix[np.sort(rows)], dtype=np.float32)
+        exact = _exact_top_k(self.matrix, queries, k)[1]
+        nlist = self.params["nlist"]
+        for nprobe in sorted({min(nlist, 2**p) for p in range(int(math.log2(nlist)) + 2)}):
+            self.configure(nprobe=nprobe)
+            recall = recall_at(self.search(queries, k)[1], exact)
+            if recall >= target:
+                break
+        self.params.update(recall_target=target, recall_at=k, recall=round(recall, 4), tune_queries=len(queries))
+        return recall
+
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(scores, ids), each (n_queries, k), best first (exact search: ties by id); missing hits have id -1."""
         k = max(1, min(k, self.size)) if self.size else 1
@@ -100,7 +131,21 @@ class VectorIndex:
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if self.kind == "flat":
             return _exact_top_k(self.matrix, queries, k)
+        if self.rescores:
+            return self._rescored(queries, k)
         return self.index.search(queries, k)
+
+    def _rescored(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k_factor * k`` best IVF hits re-scored exactly against the vectors; best k, ties by id."""
+        _, ids = self.index.search(queries, min(self.size, k * self.params.get("k_factor", 4)))
+        scores = np.empty(ids.shape, np.float32)
+        for lo in range(0, len(ids), RESCORE_QUERIES):
+            part = ids[lo : lo + RESCORE_QUERIES]
+            unique, where = np.unique(part, return_inverse=True)
+            rows = np.asarray(self.matrix[np.maximum(unique, 0)], dtype=np.float32)[where.reshape(part.shape)]
+            scores[lo : lo + RESCORE_QUERIES] = np.einsum("qkd,qd->qk", rows, queries[lo : lo + RESCORE_QUERIES])
+        scores[ids < 0] = -np.inf
+        return best_of(scores, ids, k)
 
     def save(self, path: Path) -> bool:
         """Write the FAISS index (flat needs no file: it is rebuilt from the vectors). True if written."""
@@ -117,7 +162,39 @@ class VectorIndex:
             return cls("flat", matrix=np.asarray(vectors, dtype=np.float32))
         import faiss
 
-        return cls(kind, _tuned(faiss.read_index(str(path)), kind, params), params)
+        params = dict(params)
+        return cls(kind, _tuned(faiss.read_index(str(path)), kind, params), params, vectors)
+
+
+def recall_at(found: np.ndarray, exact: np.ndarray) -> float:
+    """Mean share of each row of ``exact`` ids that ``found`` holds (recall@k against exact search)."""
+    k = exact.shape[1]
+    return float(np.mean([len(set(f.tolist()) & set(e.tolist())) / k for f, e in zip(found, exact, strict=True)]))
+
+
+def _hnsw(dim: int):
+    import faiss
+
+    index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = 80
+    return index
+
+
+def _ivf(matrix: np.ndarray, seed: int) -> tuple[VectorIndex, np.ndarray]:
+    """An untrained-then-trained IVF fast-scan index over ``matrix``, and rows held out of its training sample."""
+    import faiss
+
+    n, dim = matrix.shape
+    nlist = int(min(65536, max(1, math.sqrt(max(n, 1)))))
+    codes = f"PQ{dim // 4}x4fs" if dim % 8 == 0 else "SQ8"
+    params = {"nlist": nlist, "nprobe": min(nlist, 8), "codes": codes, "refine": "vectors", "k_factor": 4,
+              "train_size": min(n, max(100 * nlist, 50_000))}
+    order = np.random.default_rng(seed).permutation(n)
+    train = order[: params["train_size"]]
+    held_out = order[params["train_size"] :][:TUNE_QUERIES] if n > params["train_size"] else order[:TUNE_QUERIES]
+    index = faiss.index_factory(dim, f"IVF{nlist},{codes}", faiss.METRIC_INNER_PRODUCT)
+    index.train(np.ascontiguousarray(matrix[np.sort(train)], dtype=np.float32))
+    return VectorIndex("ivf", _tuned(index, "ivf", params), params), held_out
 
 
 def _tuned(index, kind: str, params: dict[str, Any]):
@@ -128,12 +205,12 @@ def _tuned(index, kind: str, params: dict[str, Any]):
         index.hnsw.efSearch = params.get("efSearch", 128)
     elif kind == "ivf":
         faiss.extract_index_ivf(index).nprobe = params.get("nprobe", 8)
-        if "k_factor" in params:
+        if "k_factor" in params and params.get("refine") != "vectors":
             index.k_factor = params["k_factor"]
     return index
 
 
-def _best(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def best_of(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The k best (score desc, id asc) of each row."""
     order = np.lexsort((ids, -scores), axis=1)[:, :k]
     return np.take_along_axis(scores, order, 1).astype(np.float32), np.take_along_axis(ids, order, 1)
@@ -143,11 +220,11 @@ def _exact_top_k(matrix: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.nd
     best_s = np.zeros((len(queries), 0), np.float32)
     best_i = np.zeros((len(queries), 0), np.int64)
     for lo in range(0, len(matrix), BLOCK_ROWS):
-        scores = queries @ matrix[lo : lo + BLOCK_ROWS].T
+        scores = queries @ np.asarray(matrix[lo : lo + BLOCK_ROWS], dtype=np.float32).T
         kk = min(k, scores.shape[1])
         top = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
         best_s = np.concatenate([best_s, np.take_along_axis(scores, top, 1)], axis=1)
         best_i = np.concatenate([best_i, top + lo], axis=1)
         if best_s.shape[1] > k:
-            best_s, best_i = _best(best_s, best_i, k)
-    return _best(best_s, best_i, k)
+            best_s, best_i = best_of(best_s, best_i, k)
+    return best_of(best_s, best_i, k)

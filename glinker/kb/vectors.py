@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import KnowledgeBaseError
 from .checks import check_size, corrupted, is_count, manifest_error, read_file
 from .columns import load_array
-from .vector_index import INDEX_TYPES, VectorIndex
+from .vector_index import INDEX_TYPES, RECALL_TARGET, VectorIndex
 
 KINDS = ("names", "entities", "labels")
 NAME_TEMPLATE = "{label}"
@@ -59,6 +59,23 @@ class VectorStore:
                  indexes: dict[SpaceKey, VectorIndex] | None = None):
         self.sets = sets if sets is not None else {}
         self.indexes = indexes if indexes is not None else {}
+        self.recall_target = RECALL_TARGET
+        self.search: dict[str, Any] = {}
+
+    def configure(self, recall_target: float | None = None, **search: Any) -> None:
+        """Search parameters: ``recall_target`` that ivf indexes built from now on are tuned to, or fixed
+        ``nprobe``/``k_factor``/``efSearch`` for them and for the indexes held now (overriding the manifest's)."""
+        if recall_target is not None:
+            if not 0 < recall_target <= 1:
+                raise ValueError(f"recall_target must be in (0, 1], got {recall_target!r}")
+            self.recall_target = recall_target
+        for index in self.indexes.values():
+            index.configure(**search)
+        self.search.update(search)
+
+    def _build(self, matrix: np.ndarray, index_type: str, progress: bool) -> VectorIndex:
+        return VectorIndex.build(matrix, index_type, progress=progress, recall_target=self.recall_target,
+                                 search=self.search)
 
     def clear(self) -> None:
         self.sets.clear()
@@ -74,10 +91,10 @@ class VectorStore:
         """The FAISS index over ``vector_set``: built once, then extended with the rows added since."""
         index = self.indexes.get(vector_set.key)
         if index is None or (index_type != "auto" and index.kind != index_type):
-            index = VectorIndex.build(vector_set.matrix, index_type, progress=progress)
+            index = self._build(vector_set.matrix, index_type, progress)
             self.indexes[vector_set.key] = index
         elif index.size < len(vector_set.matrix):
-            index.add(vector_set.matrix[index.size :])
+            index.extend_to(vector_set.matrix)
         return index
 
     # ------------------------------------------------------------------ kb_dir files
@@ -115,7 +132,7 @@ class VectorStore:
         index = next((ix for (kind, enc, _), ix in self.indexes.items() if kind == "names" and enc == encoder_id),
                      None)
         if index is None and has_names:
-            index = VectorIndex.build(load_array(directory / "vectors.names.npy"), index_type, progress=progress)
+            index = self._build(load_array(directory / "vectors.names.npy"), index_type, progress)
         if index is None:
             return None
         written = index.save(directory / INDEX_FILE)
