@@ -8,9 +8,7 @@ function. Paths are taken as typed, relative to the current folder; the files bu
 from __future__ import annotations
 
 import argparse
-import glob
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -86,6 +84,7 @@ def check_kb_out(out: Path) -> None:
 
 def cmd_kb_build(args: argparse.Namespace) -> int:
     from .kb.build import build_kb_dir
+    from .kb.storage import remove_stale_builds
     from .locks import exclusive
 
     out, kinds = Path(args.out), vector_kinds(args.vectors)
@@ -105,27 +104,33 @@ def cmd_kb_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def remove_stale_builds(out: Path) -> None:
-    """Delete the folders killed builds of ``out`` left (``.OUT.building-PID-*`` of a process that is
-    gone, ``.OUT.old-*``); the caller holds the lock of ``out``."""
-    name = glob.escape(out.name)
-    for leftover in out.parent.glob(f".{name}.building-*"):
-        pid = leftover.name.rsplit(".building-", 1)[1].split("-")[0]
-        if leftover.is_dir() and not (pid.isdigit() and process_alive(int(pid))):
-            shutil.rmtree(leftover, ignore_errors=True)
-    for leftover in out.parent.glob(f".{name}.old-*"):
-        if leftover.is_dir():
-            shutil.rmtree(leftover, ignore_errors=True)
+def cmd_kb_update(args: argparse.Namespace) -> int:
+    from .kb.update import update_kb_dir
+
+    if args.upsert is None and args.delete is None:
+        raise GlinkerError("glinker kb update needs --upsert FILE and/or --delete FILE")
+    manifest = update_kb_dir(
+        user_path(args.kb_dir), upsert=args.upsert, delete=args.delete, on_error="skip" if args.rejects else "raise",
+        rejects_path=args.rejects, verify=args.verify, batch_size=args.batch_size, device=args.device,
+        progress=not args.quiet,
+    )
+    print(orjson.dumps({"generation": manifest["generation"], "count": manifest["count"], **manifest["update"]}).decode())
+    return 0
 
 
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    return True
+def cmd_kb_compact(args: argparse.Namespace) -> int:
+    from .kb.update import compact_kb_dir
+
+    manifest = compact_kb_dir(user_path(args.kb_dir), verify=args.verify, progress=not args.quiet)
+    print(orjson.dumps({"generation": manifest["generation"], "count": manifest["count"], **manifest["update"]}).decode())
+    return 0
+
+
+def cmd_kb_info(args: argparse.Namespace) -> int:
+    from .kb.update import kb_info
+
+    print(orjson.dumps(kb_info(user_path(args.kb_dir)), option=orjson.OPT_INDENT_2).decode())
+    return 0
 
 
 def _reader(args: argparse.Namespace):
@@ -266,6 +271,29 @@ def add_kb(sub) -> None:
     build.add_argument("--rejects", help="skip bad rows and write them here (default: stop at the first bad row)")
     build.add_argument("--quiet", action="store_true", help="no progress bars")
     build.set_defaults(func=cmd_kb_build)
+    add_kb_lifecycle(kb)
+
+
+def add_kb_lifecycle(kb) -> None:
+    update = kb.add_parser("update", help="add, replace and delete entities of a kb_dir in place (a new generation; "
+                           "only changed texts are embedded)")
+    update.add_argument("kb_dir", help="kb_dir from `glinker kb build`")
+    update.add_argument("--upsert", help="entity JSONL (.jsonl or .jsonl.gz): new ids are added, known ids replaced")
+    update.add_argument("--delete", help="text file of entity ids to delete, one per line (applied after --upsert)")
+    update.add_argument("--rejects", help="skip bad rows and write them here (default: stop at the first bad row)")
+    update.add_argument("--batch-size", type=int, default=64, help="texts per encoder call (default: %(default)s)")
+    update.add_argument("--device", default="cpu", help="cpu or cuda")
+    compact = kb.add_parser("compact", help="rewrite a kb_dir as a new generation, its vector index built afresh")
+    compact.add_argument("kb_dir", help="kb_dir from `glinker kb build`")
+    for command in (update, compact):
+        command.add_argument("--verify", default="full", choices=["full", "size", "none"],
+                             help="check the kb_dir before changing it (default: %(default)s)")
+        command.add_argument("--quiet", action="store_true", help="no progress bars")
+    update.set_defaults(func=cmd_kb_update)
+    compact.set_defaults(func=cmd_kb_compact)
+    info = kb.add_parser("info", help="print a kb_dir's generation, counts, encoder, template, index and size")
+    info.add_argument("kb_dir", help="kb_dir from `glinker kb build`")
+    info.set_defaults(func=cmd_kb_info)
 
 
 def add_link(sub) -> None:

@@ -451,6 +451,20 @@ class DAGExecutor:
                     processor.precompute(batch_size=64, progress=self.verbose)
             return report
 
+    def remove_entities(self, ids: Iterable[str]) -> int:
+        """Delete entities by id (all must be loaded; an unknown id raises and deletes nothing); returns how
+        many. They are no candidates from the next ``execute`` on."""
+        with self._lock:
+            return self.kb.remove(list(ids))
+
+    def save_kb(self) -> dict[str, Any]:
+        """Write the KB, as loads and removals left it, back to the kb_dir it was loaded from, as that
+        kb_dir's next generation (see ``glinker kb update``); returns the new manifest."""
+        from .kb.update import save_kb
+
+        with self._lock:
+            return save_kb(self.kb)
+
     def precompute_embeddings(self, batch_size: int = 64, target_layers: list[str] | None = None) -> dict[str, int]:
         """Embed every KB entity for each layer that uses vectors; returns vectors made per node.
         ``target_layers`` is accepted for glinker 0.1.x compatibility: every such layer precomputes."""

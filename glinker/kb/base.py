@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import KnowledgeBaseError
 from .names import NameIndex
 from .reader import EntitySource, OnError
-from .storage import read_manifest, verify_files, write_atomically, write_manifest
+from .storage import manifest_sha256, read_manifest, verify_files, write_atomically, write_manifest
 from .store import EntityStore, LoadReport
 from .vector_index import VectorIndex
 from .vectors import KINDS, NAME_TEMPLATE, SpaceKey, VectorSet, VectorStore
@@ -35,6 +35,7 @@ class KnowledgeBase:
         self._names: tuple[int, NameIndex] | None = None
         self.vector_store = VectorStore()
         self.manifest: dict[str, Any] | None = None
+        self.manifest_sha256: str | None = None  # of the kb_dir's manifest when opened: its generation
         self.path: Path | None = None
         self._required: set[SpaceKey] = set()
 
@@ -57,8 +58,18 @@ class KnowledgeBase:
 
     def open_dir(self, kb_dir: str | Path, verify: str = "full") -> dict[str, Any]:
         """Replace the contents with a kb_dir built by ``glinker kb build`` (memory-mapped, checked, nothing
-        re-embedded); returns its manifest. A refused kb_dir leaves the KB as it was."""
+        re-embedded); returns its manifest. A refused kb_dir leaves the KB as it was. A kb_dir replaced
+        by a new generation while it was being opened is opened again."""
         kb_dir = Path(kb_dir)
+        digest = manifest_sha256(kb_dir)
+        try:
+            return self._open_dir(kb_dir, verify, digest)
+        except KnowledgeBaseError:
+            if manifest_sha256(kb_dir) == digest:
+                raise
+        return self._open_dir(kb_dir, verify, manifest_sha256(kb_dir))
+
+    def _open_dir(self, kb_dir: Path, verify: str, digest: str | None) -> dict[str, Any]:
         manifest = read_manifest(kb_dir)
         name_params = NameIndex.params_of(kb_dir / "manifest.json", manifest)
         VectorStore.check_manifest(kb_dir / "manifest.json", manifest)
@@ -75,27 +86,37 @@ class KnowledgeBase:
             self._names = (store.version, names)
             self.vector_store = vectors
             self.manifest = manifest
+            self.manifest_sha256 = digest
             self.path = kb_dir
         return manifest
 
     def save_dir(self, out_dir: str | Path, encoder_id: str | None = None, template: str | None = None,
                  index_type: str = "auto", dtype: str = "float32", build_seconds: float | None = None,
-                 progress: bool = False) -> dict[str, Any]:
+                 progress: bool = False, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """Write a kb_dir (atomically, after a :meth:`compact`) with the vectors of ``encoder_id``; returns
-        the manifest."""
+        the manifest (``extra``: more manifest keys, e.g. the generation of an update)."""
 
         def fill(directory: Path) -> dict[str, Any]:
             self.compact()
+            for key in list(self.vector_store.indexes):  # an index behind its vectors gets their new rows
+                self.vector_store.index_of(self.vector_store.sets[key])
             rows = self.store.rows_sha256()
             files = self.store.save(directory) + self.name_index().save(directory)
             vector_files, vector_fields = self.vector_store.save(directory, encoder_id, template, rows, index_type,
                                                                  dtype, progress)
             fields = {"build_seconds": build_seconds, "count": len(self.store), "names": len(self.store.names),
-                      "name_index": {**self.name_index().params, "rows_sha256": rows}, **vector_fields}
+                      "name_index": {**self.name_index().params, "rows_sha256": rows}, **vector_fields,
+                      **(extra or {})}
             return write_manifest(directory, fields, files + vector_files)
 
         with self.lock:
             return write_atomically(Path(out_dir), fill)
+
+    def remove(self, ids: list[str]) -> int:
+        """Retire the entities with these ids (all must be loaded; see :meth:`EntityStore.retire`): they are
+        no candidates from now on, and are dropped from disk by the next :meth:`save_dir`."""
+        with self.lock:
+            return len(self.store.retire(ids))
 
     def compact(self) -> None:
         """Drop retired rows (overwritten entities) from the store and every vector set, in place."""
@@ -113,6 +134,7 @@ class KnowledgeBase:
             self._names = None
             self.vector_store.clear()
             self.manifest = None
+            self.manifest_sha256 = None
             self.path = None
 
     # ------------------------------------------------------------------ derived indexes
@@ -149,7 +171,8 @@ class KnowledgeBase:
             done = 0 if existing is None else existing.matrix.shape[0]
             if existing is not None and done == total:
                 return existing
-            fresh = self._embed(encoder, kind, template, done, total, batch_size, progress)
+            fresh = self._embed(encoder, kind, template, done, total, batch_size, progress,
+                                None if existing is None else existing.matrix)
             if existing is not None:
                 fresh = np.concatenate([np.asarray(existing.matrix, np.float32), fresh])
                 max_length = max_length if existing.max_length == max_length else None
@@ -157,7 +180,10 @@ class KnowledgeBase:
             self.vector_store.sets[key] = vector_set
             return vector_set
 
-    def _embed(self, encoder, kind: str, template: str, start: int, stop: int, batch_size: int, progress: bool) -> np.ndarray:
+    def _embed(self, encoder, kind: str, template: str, start: int, stop: int, batch_size: int, progress: bool,
+               have: np.ndarray | None = None) -> np.ndarray:
+        """Vectors of rows ``start:stop``: given in the rows, copied from a retired row of ``have`` with the
+        same text, or encoded."""
         rows = range(start, stop)
         out = np.zeros((len(rows), encoder.dim), dtype=np.float32)
         todo = np.arange(len(rows))
@@ -172,8 +198,26 @@ class KnowledgeBase:
         if len(todo):
             texts = (self.store.names.take(np.asarray(rows)[todo]) if kind == "names"
                      else self.store.render(np.asarray(rows)[todo], template))
-            out[todo] = _encode_once(encoder, texts, batch_size, progress, f"embedding {kind}")
+            retired = self._retired_texts(kind, template, 0 if have is None else len(have))
+            copied = np.array([retired.get(text, -1) for text in texts], dtype=np.int64)
+            reuse = copied >= 0
+            if reuse.any():
+                out[todo[reuse]] = have[copied[reuse]]
+            if not reuse.all():
+                out[todo[~reuse]] = _encode_once(encoder, [t for t, r in zip(texts, reuse, strict=True) if not r],
+                                                 batch_size, progress, f"embedding {kind}")
         return out
+
+    def _retired_texts(self, kind: str, template: str, rows_with_vectors: int) -> dict[str, int]:
+        """Text -> row of the retired rows (name rows for ``names``) below ``rows_with_vectors``: an entity
+        re-loaded unchanged, or an unchanged name of a changed entity, keeps its vector."""
+        store = self.store
+        dead = np.flatnonzero(~store.alive)
+        if kind == "names" and len(dead):
+            dead = np.concatenate([np.arange(store.name_start[r], store.name_start[r + 1]) for r in dead])
+        dead = dead[dead < rows_with_vectors]
+        texts = store.names.take(dead) if kind == "names" else store.render(dead, template)
+        return dict(zip(texts, dead.tolist(), strict=True))
 
     def vector_index(self, encoder, kind: str = "names", template: str = NAME_TEMPLATE, index_type: str = "auto",
                      batch_size: int = 64, progress: bool = False) -> VectorIndex:

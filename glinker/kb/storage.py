@@ -7,9 +7,16 @@ Layout (each store reads, writes and checks its own files)::
     kb_dir/names.*.npy      the name index, exact + canonical + n-gram (NameIndex, names.py)
     kb_dir/vectors.*.npy    vectors of one encoder, and index.names.faiss (VectorStore, vectors.py)
 
-A build writes into a temporary sibling directory and renames it into place at the end, so an
-interrupted build leaves the previous kb_dir untouched. Loading verifies the manifest's checksums
-(``verify="full"``) or sizes (``verify="size"``) before anything is read.
+A build or update writes into a temporary sibling directory and swaps it into place at the end with
+one atomic exchange of the two directories (Linux ``renameat2(RENAME_EXCHANGE)``; two renames where the
+system has no such call), so a killed build or update leaves the previous kb_dir whole. A process that
+has the previous kb_dir open keeps reading it: its files are memory-mapped, and deleting them later
+does not unmap them. Loading verifies the manifest's checksums (``verify="full"``) or sizes
+(``verify="size"``) before anything is read.
+
+Generations: ``glinker kb update`` and ``kb compact`` write the next generation of a kb_dir; its manifest
+records ``generation`` (a build is generation 0), ``parent_sha256`` (the checksum of the manifest it
+replaced) and what the update changed (see update.py).
 
 Format versions: 1 recorded no name index parameters (it always used n-grams of 3); 2 records them
 (``name_index``) and, for each kind of vectors, whether they are unit length and the encoder's
@@ -18,6 +25,9 @@ Format versions: 1 recorded no name index parameters (it always used n-grams of 
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import glob
 import hashlib
 import json
 import os
@@ -61,12 +71,55 @@ def _swap_into_place(tmp: Path, out_dir: Path) -> None:
     if out_dir.exists():
         if not (out_dir / "manifest.json").exists():
             raise KnowledgeBaseError(f"{out_dir} exists and is not a kb_dir (no manifest.json); refusing to replace it")
+        if _exchange(tmp, out_dir):  # one step: out_dir is now the new kb_dir, tmp the previous one
+            shutil.rmtree(tmp, ignore_errors=True)
+            return
         old = out_dir.parent / f".{out_dir.name}.old-{time.time_ns()}"
         os.rename(out_dir, old)
         os.rename(tmp, out_dir)
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.rename(tmp, out_dir)
+
+
+def remove_stale_builds(out: Path) -> None:
+    """Delete the folders killed builds of ``out`` left (``.OUT.building-PID-*`` of a process that is
+    gone, ``.OUT.old-*``); the caller holds the lock of ``out``."""
+    name = glob.escape(out.name)
+    for leftover in out.parent.glob(f".{name}.building-*"):
+        pid = leftover.name.rsplit(".building-", 1)[1].split("-")[0]
+        if leftover.is_dir() and not (pid.isdigit() and _process_alive(int(pid))):
+            shutil.rmtree(leftover, ignore_errors=True)
+    for leftover in out.parent.glob(f".{name}.old-*"):
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+RENAME_EXCHANGE = 2
+AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap the directories ``a`` and ``b``; False where the system or file system cannot."""
+    rename = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if rename is None:
+        return False
+    if rename(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
 
 
 def write_manifest(directory: Path, fields: dict[str, Any], files: list[Path]) -> dict[str, Any]:
@@ -85,6 +138,12 @@ def write_manifest(directory: Path, fields: dict[str, Any], files: list[Path]) -
 
 
 # ------------------------------------------------------------------ reading
+
+
+def manifest_sha256(kb_dir: Path) -> str | None:
+    """The checksum of ``kb_dir``'s manifest (what names its generation), None if it has none."""
+    path = kb_dir / "manifest.json"
+    return sha256_file(path) if path.is_file() else None
 
 
 def read_manifest(kb_dir: Path) -> dict[str, Any]:
