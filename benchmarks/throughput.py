@@ -9,12 +9,15 @@ would take over 20 minutes). glinker 0.1.1 runs in a subprocess with the python 
 
 The floor is the bare forward passes of the same models over the same texts: spaCy's NER
 components (``nlp.pipe``) and the GLiNER text encoder (batches of our L3's ``batch_size``, sorted by
-length, padded to the longest, truncated at 512 tokens). Prints a table, then one JSON line.
+length, padded to the longest, truncated at 512 tokens), one batch at a time as torch runs them by
+default; the parallel floor runs the same encoder batches with the parallelism of the pipeline
+(``model_workers``: two at once on a CPU with two or more cores). ``--quantize int8`` adds a run of
+ours with the GLiNER of L3 in int8 (glinker/models/quantize.py). Prints a table, then one JSON line.
 
-    python benchmarks/throughput.py [--docs 200] [--batch 50] [--repeat 2] [--their-python PATH]
+    python benchmarks/throughput.py [--docs 200] [--batch 50] [--repeat 2] [--quantize int8] [--their-python PATH]
 
-Each of the three runs is repeated ``--repeat`` times, in rounds (ours, floor, glinker 0.1.1), and the
-best of each is compared; the ratio within each round is printed too, to show the machine's noise.
+Each run is repeated ``--repeat`` times, in rounds (ours, ours int8, both floors, glinker 0.1.1), and
+the best of each is compared; the ratio within each round is printed too, to show the machine's noise.
 
 glinker 0.1.1's venv, outside this repo (rapidfuzz: without it 0.1.1's dict layer prints a warning
 and skips fuzzy search, which its dict layer is configured to do):
@@ -75,13 +78,14 @@ print(json.dumps({"seconds": time.perf_counter() - started, "setup_seconds": set
 """
 
 
-def our_executor(model: str, template: str, threshold: float):
+def our_executor(model: str, template: str, threshold: float, quantize: str = "none"):
     from glinker import ConfigBuilder, DAGExecutor
 
     builder = ConfigBuilder(name="ours")
     builder.l1.spacy(model="en_core_web_sm", exclude_types=[])  # every spaCy label, as glinker 0.1.1 keeps
     builder.l2.add("dict")
-    builder.l3.configure(model=model, backend="gliner", threshold=threshold, use_precomputed_embeddings=True)
+    builder.l3.configure(model=model, backend="gliner", threshold=threshold, use_precomputed_embeddings=True,
+                         quantize=quantize)
     builder.set_schema_template(template)
     executor = DAGExecutor(builder.build())
     executor.load_entities(MEDIC)
@@ -103,10 +107,11 @@ def run_ours(executor, texts: list[str], batch: int) -> dict:
     return {"seconds": time.perf_counter() - started, "nodes": nodes, "mentions": mentions, "linked": linked}
 
 
-def floor(texts: list[str], model: str, batch: int) -> dict:
-    """Bare forward passes: spaCy's NER components, then the GLiNER text encoder in batches of ``batch``."""
+def floor(texts: list[str], model: str, batch: int, workers: int = 1) -> dict:
+    """Bare forward passes: spaCy's NER components, then the GLiNER text encoder in batches of ``batch``,
+    ``workers`` batches at once (as ``run_batches`` runs the pipeline's)."""
     from glinker.config import L1SpacyConfig
-    from glinker.models.batching import length_batches
+    from glinker.models.batching import length_batches, run_batches
     from glinker.models.gliner import get_gliner
     from layers.l1_spacy import SpacyMentions
 
@@ -118,12 +123,17 @@ def floor(texts: list[str], model: str, batch: int) -> dict:
 
     gliner = get_gliner(model)
     torch, encoder = gliner.torch, gliner.model.model.token_rep_layer
-    started = time.perf_counter()
-    with torch.inference_mode():
-        for idx in length_batches([len(t) for t in texts], batch):
+
+    def encode(idx) -> None:
+        with gliner.lock:
             enc = gliner.tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=512,
                                    return_tensors="pt")
+        with torch.inference_mode():
             encoder.encode_text(enc["input_ids"], enc["attention_mask"])
+
+    started = time.perf_counter()
+    for _ in run_batches(encode, length_batches([len(t) for t in texts], batch), workers):
+        pass
     return {"spacy": spacy_seconds, "gliner_encoder": time.perf_counter() - started}
 
 
@@ -163,13 +173,90 @@ def run_theirs(python: str, model: str, executor, template: str, texts: list[str
     return json.loads(lines[-1])
 
 
+def measure_rounds(args, texts: list[str], model: str, executors: dict) -> list[dict]:
+    """``--repeat`` rounds of every run, one after another in each round."""
+    from glinker.models.batching import model_workers
+
+    l3_batch = executors["ours"].pipeline.node_configs["l3"].batch_size
+    rounds = []
+    for _ in range(args.repeat):
+        runs = {name: run_ours(executor, texts, args.batch) for name, executor in executors.items()}
+        runs["floor"] = floor(texts, model, l3_batch)
+        runs["floor_parallel"] = floor(texts, model, l3_batch, model_workers("cpu"))
+        runs["theirs"] = run_theirs(args.their_python, model, executors["ours"], args.template, texts, args.batch,
+                                    args.threshold)
+        rounds.append(runs)
+    return rounds
+
+
+def seconds(run: dict) -> float:
+    """A pipeline run's time, or a floor's (the sum of its parts)."""
+    return run["seconds"] if "seconds" in run else sum(run.values())
+
+
+def best(rounds: list[dict], name: str) -> dict | None:
+    measured = [r[name] for r in rounds if r.get(name)]
+    return min(measured, key=seconds) if measured else None
+
+
+def print_table(n: int, rounds: list[dict], bests: dict) -> None:
+    print(f"{'run':38s} {'seconds':>8s} {'docs/s':>7s} {'mentions':>9s} {'linked':>7s}")
+    titles = {"ours": "ours", "ours_int8": "ours, GLiNER int8", "theirs": "glinker 0.1.1",
+              "floor": "floor: spaCy NER + GLiNER encoder", "floor_parallel": "floor, two batches at once"}
+    for name, title in titles.items():
+        run = bests.get(name)
+        if run is None:
+            continue
+        counts = f" {run['mentions']:9d} {run['linked']:7d}" if "mentions" in run else ""
+        print(f"{title:38s} {seconds(run):8.1f} {n / seconds(run):7.2f}{counts}")
+        for part, value in run.get("nodes", run).items():
+            if isinstance(value, float):
+                print(f"{'  ' + ('node ' if 'nodes' in run else '') + part:38s} {value:8.1f}")
+    per_round = "; ".join(f"{name} " + ", ".join(f"{seconds(r[name]):.2f}" for r in rounds if r.get(name))
+                          for name in titles if bests.get(name))
+    print(f"seconds per round: {per_round}")
+
+
+def ratio(numerator: dict | None, denominator: dict | None) -> float | None:
+    return round(seconds(numerator) / seconds(denominator), 2) if numerator and denominator else None
+
+
+def summary(args, n: int, rounds: list[dict], bests: dict) -> dict:
+    """The JSON line: today's keys, and the int8 run and the parallel floor beside them."""
+    ours, theirs, bare, int8 = bests["ours"], bests["theirs"], bests["floor"], bests.get("ours_int8")
+    parallel = bests["floor_parallel"]
+    rounded = lambda parts: {k: round(v, 2) for k, v in parts.items()}  # noqa: E731
+    return {
+        "benchmark": "throughput", "docs": n, "batch": args.batch, "repeat": args.repeat,
+        "ours_seconds": round(ours["seconds"], 2), "ours_docs_per_s": round(n / ours["seconds"], 2),
+        "ours_nodes": rounded(ours["nodes"]), "theirs_seconds": round(theirs["seconds"], 2) if theirs else None,
+        "theirs_docs_per_s": round(n / theirs["seconds"], 2) if theirs else None,
+        "theirs_nodes": rounded(theirs["nodes"]) if theirs else None,
+        "ratio_ours_vs_theirs": ratio(theirs, ours), "floor_seconds": round(seconds(bare), 2),
+        "floor_parts": rounded(bare), "ours_over_floor": ratio(ours, bare),
+        "mentions": ours["mentions"], "linked": ours["linked"],
+        "theirs_mentions": theirs["mentions"] if theirs else None, "theirs_linked": theirs["linked"] if theirs else None,
+        "ratios_within_rounds": [ratio(r["theirs"], r["ours"]) for r in rounds if r["theirs"]],
+        "load_average": round(os.getloadavg()[0], 1),
+        "floor_parallel_seconds": round(seconds(parallel), 2), "floor_parallel_parts": rounded(parallel),
+        "ours_over_floor_parallel": ratio(ours, parallel),
+        "ours_int8_seconds": round(int8["seconds"], 2) if int8 else None,
+        "ours_int8_docs_per_s": round(n / int8["seconds"], 2) if int8 else None,
+        "ours_int8_nodes": rounded(int8["nodes"]) if int8 else None,
+        "int8_mentions": int8["mentions"] if int8 else None, "int8_linked": int8["linked"] if int8 else None,
+        "ratio_ours_int8_vs_theirs": ratio(theirs, int8), "ours_int8_over_floor_parallel": ratio(int8, parallel),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=200)
     parser.add_argument("--batch", type=int, default=50, help="texts per execute() call, both packages")
     parser.add_argument("--template", default="{label}")
     parser.add_argument("--threshold", type=float, default=0.5)
-    parser.add_argument("--repeat", type=int, default=2, help="rounds of the three runs; the best of each is kept")
+    parser.add_argument("--repeat", type=int, default=2, help="rounds of the runs; the best of each is kept")
+    parser.add_argument("--quantize", choices=["none", "int8"], default="none",
+                        help="int8: also run ours with the L3 GLiNER in int8, in the same rounds")
     parser.add_argument("--their-python", default=THEIR_PYTHON)
     args = parser.parse_args()
     require_shared_data()
@@ -177,57 +264,24 @@ def main() -> None:
     texts = [d["text"] for d in bc5cdr_docs("test")[: args.docs]]
     model = minilm_bi_encoder()
     started = time.perf_counter()
-    executor = our_executor(model, args.template, args.threshold)
-    precompute = executor.precompute_embeddings()["l3"]
+    executors = {"ours": our_executor(model, args.template, args.threshold)}
+    precompute = executors["ours"].precompute_embeddings()["l3"]
+    if args.quantize != "none":
+        executors["ours_int8"] = our_executor(model, args.template, args.threshold, args.quantize)
+        executors["ours_int8"].precompute_embeddings()
     setup_seconds = time.perf_counter() - started
-    l3_batch = executor.pipeline.node_configs["l3"].batch_size
-    rounds = []  # ours, the floor and glinker 0.1.1, one after another in each round
-    for _ in range(args.repeat):
-        rounds.append((run_ours(executor, texts, args.batch), floor(texts, model, l3_batch),
-                       run_theirs(args.their_python, model, executor, args.template, texts, args.batch, args.threshold)))
-    ours = min((r[0] for r in rounds), key=lambda r: r["seconds"])
-    bare = min((r[1] for r in rounds), key=lambda r: sum(r.values()))
-    floor_seconds = sum(bare.values())
-    measured = [r for r in rounds if r[2]]
-    theirs = min((r[2] for r in measured), key=lambda r: r["seconds"]) if measured else None
-    paired = [r[2]["seconds"] / r[0]["seconds"] for r in measured]  # the ratio within each round
-
+    rounds = measure_rounds(args, texts, model, executors)
+    bests = {name: best(rounds, name) for name in rounds[0]}
     n = len(texts)
-    print(f"{len(texts)} BC5CDR test abstracts, MEDIC KB ({precompute} entities, label vectors precomputed), "
+    print(f"{n} BC5CDR test abstracts, MEDIC KB ({precompute} entities, label vectors precomputed), "
           f"batch {args.batch}, each run best of {args.repeat}, load average {os.getloadavg()[0]:.1f}")
-    print(f"{'run':34s} {'seconds':>8s} {'docs/s':>7s} {'mentions':>9s} {'linked':>7s}")
-    print(f"{'ours':34s} {ours['seconds']:8.1f} {n / ours['seconds']:7.2f} {ours['mentions']:9d} {ours['linked']:7d}")
-    for node, seconds in ours["nodes"].items():
-        print(f"{'  node ' + node:34s} {seconds:8.1f}")
-    if theirs:
-        print(f"{'glinker 0.1.1':34s} {theirs['seconds']:8.1f} {n / theirs['seconds']:7.2f} "
-              f"{theirs['mentions']:9d} {theirs['linked']:7d}")
-        for node, seconds in theirs["nodes"].items():
-            print(f"{'  node ' + node:34s} {seconds:8.1f}")
-    print(f"{'floor: spaCy NER + GLiNER encoder':34s} {floor_seconds:8.1f} {n / floor_seconds:7.2f}")
-    for part, seconds in bare.items():
-        print(f"{'  ' + part:34s} {seconds:8.1f}")
-    ratio = theirs["seconds"] / ours["seconds"] if theirs else None
-    def listed(values) -> str:
-        return ", ".join(f"{v:.2f}" for v in values) or "-"
-
-    print(f"seconds per round: ours {listed(r[0]['seconds'] for r in rounds)}; "
-          f"floor {listed(sum(r[1].values()) for r in rounds)}; glinker 0.1.1 {listed(r[2]['seconds'] for r in measured)}; "
-          f"ratio within each round {listed(paired)}")
-    print(f"ours vs glinker 0.1.1 (best against best): {f'{ratio:.2f}x faster' if ratio else 'not measured'}; "
-          f"ours / floor: {ours['seconds'] / floor_seconds:.2f}; setup (load KB + precompute) {setup_seconds:.0f} s")
-    print(orjson.dumps({
-        "benchmark": "throughput", "docs": n, "batch": args.batch, "repeat": args.repeat, "ours_seconds": round(ours["seconds"], 2),
-        "ours_docs_per_s": round(n / ours["seconds"], 2), "ours_nodes": {k: round(v, 2) for k, v in ours["nodes"].items()},
-        "theirs_seconds": round(theirs["seconds"], 2) if theirs else None,
-        "theirs_docs_per_s": round(n / theirs["seconds"], 2) if theirs else None,
-        "theirs_nodes": {k: round(v, 2) for k, v in theirs["nodes"].items()} if theirs else None,
-        "ratio_ours_vs_theirs": round(ratio, 2) if ratio else None, "floor_seconds": round(floor_seconds, 2),
-        "floor_parts": {k: round(v, 2) for k, v in bare.items()}, "ours_over_floor": round(ours["seconds"] / floor_seconds, 2),
-        "mentions": ours["mentions"], "linked": ours["linked"],
-        "theirs_mentions": theirs["mentions"] if theirs else None, "theirs_linked": theirs["linked"] if theirs else None,
-        "ratios_within_rounds": [round(x, 2) for x in paired], "load_average": round(os.getloadavg()[0], 1),
-    }).decode())
+    print_table(n, rounds, bests)
+    result = summary(args, n, rounds, bests)
+    print(f"ours vs glinker 0.1.1 (best against best): {result['ratio_ours_vs_theirs'] or '-'}x faster, "
+          f"within each round {result['ratios_within_rounds']}; ours int8: {result['ratio_ours_int8_vs_theirs'] or '-'}x; "
+          f"ours / floor {result['ours_over_floor']}, ours / parallel floor {result['ours_over_floor_parallel']}, "
+          f"int8 / parallel floor {result['ours_int8_over_floor_parallel'] or '-'}; setup {setup_seconds:.0f} s")
+    print(orjson.dumps(result).decode())
 
 
 if __name__ == "__main__":

@@ -69,16 +69,14 @@ def int8_model(model, source: Path | None):
     """``model`` with int8 ``nn.Linear`` layers; their weights come from the cache when it has them."""
     import torch
 
+    path = None if source is None else cache_folder(source) / f"{source_checksum(source)}.int8.pt"
     with warnings.catch_warnings():  # torch announces moving this API to torchao; it is what torch ships
         warnings.simplefilter("ignore")
         quantized = torch.ao.quantization.quantize_dynamic(model.eval(), {torch.nn.Linear}, dtype=torch.qint8)
-    if source is None:  # a hub download: nothing of ours to key the cache on
-        return quantized
-    path = cache_folder(source) / f"{source_checksum(source)}.int8.pt"
-    if path.exists():
-        quantized.load_state_dict(torch.load(path, weights_only=True))
-    else:
-        _save_atomically(quantized.state_dict(), path)
+        if path is not None and path.exists():
+            quantized.load_state_dict(torch.load(path, weights_only=True))
+        elif path is not None:  # None: a hub download, nothing of ours to key the cache on
+            _save_atomically(quantized.state_dict(), path)
     return quantized
 
 
