@@ -227,8 +227,8 @@ class L2Config(StrictModel):
 
 class L3Config(StrictModel):
     model_name: str = Field(alias="model")
-    backend: Literal["gliner", "cross_encoder", "dense"] | None = Field(
-        None, description="None picks dense for sentence encoders, gliner otherwise"
+    backend: Literal["gliner", "cross_encoder", "dense", "gliclass"] | None = Field(
+        None, description="None: guessed from the model files (detect_backend)"
     )
     token: str | None = None
     huggingface_token: str | None = None
@@ -243,9 +243,12 @@ class L3Config(StrictModel):
         None, ge=1, le=MAX_CANDIDATES, description="score only the first k candidates of each mention"
     )
     max_labels: Int | None = Field(
-        None, ge=1, le=MAX_LABELS, description="GLiNER uni-encoder: distinct candidates per prompt (None: all in one prompt)"
+        None, ge=1, le=MAX_LABELS,
+        description="GLiNER and GLiClass uni-encoders: distinct candidates per prompt (None: all in one prompt)"
     )
-    context_chars: Int = Field(100, ge=0, description="characters of context around a mention (dense, cross_encoder)")
+    context_chars: Int = Field(
+        100, ge=0, description="characters of context around a mention (dense, cross_encoder, gliclass)"
+    )
     retrieval_weight: Float | None = Field(
         None, ge=0.0, le=1.0, description="weight of the L2 retrieval score mixed into the model's score "
         "(default: 0.8 for dense, 0 for gliner and cross_encoder)"
@@ -262,11 +265,14 @@ class L3Config(StrictModel):
 
 class L4Config(StrictModel):
     model_name: str = Field(alias="model")
-    backend: Literal["gliner", "cross_encoder"] = "gliner"
+    backend: Literal["gliner", "cross_encoder", "gliclass"] | None = Field(
+        None, description="None: guessed from the model files (detect_backend)"
+    )
     token: str | None = None
     device: str = "cpu"
     threshold: Float = Field(0.5, ge=0.0, le=1.0)
     max_labels: Int = Field(20, ge=1, le=MAX_LABELS)
+    context_chars: Int = Field(100, ge=0, description="characters of context around a mention (cross_encoder, gliclass)")
     max_length: Int | None = Field(512, ge=16)
     batch_size: Int = Field(8, ge=1)
     quantize: Quantize = QUANTIZE_FIELD

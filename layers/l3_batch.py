@@ -1,8 +1,9 @@
 """L3 disambiguation over a whole batch: each mention is scored against its own L2 candidates only.
 
 Backends: ``dense`` (sentence-encoder cosine, no extra model), ``gliner`` (GLiNER with the mention
-spans fixed and candidates as labels) and ``cross_encoder`` (a sequence-classification model over
-(mention in context, entity text) pairs). The best candidate at or above ``threshold`` is the link;
+spans fixed and candidates as labels), ``cross_encoder`` (a sequence-classification model over
+(mention in context, entity text) pairs) and ``gliclass`` (GLiClass: the mention in context classified
+over its candidates). The best candidate at or above ``threshold`` is the link;
 all candidate scores are kept for L0.
 """
 

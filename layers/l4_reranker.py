@@ -1,10 +1,11 @@
 """L4 reranker: scores each mention's candidates again with a second model and makes the final link.
 
 Backends: ``gliner`` (a uni-encoder puts ``max_labels`` of a mention's distinct candidates in each
-prompt; the chunks' scores are merged back onto every candidate, a repeated entity scored once)
-and ``cross_encoder`` (pairs are scored independently, so chunking changes nothing). After an L3
-node, a mention's candidates are chunked in L3's score order, so the best L3 candidates share a
-prompt. Works as L1 -> L2 -> L3 -> L4 -> L0 and L2 -> L4 -> L0.
+prompt; the chunks' scores are merged back onto every candidate, a repeated entity scored once),
+``cross_encoder`` (pairs are scored independently, so chunking changes nothing) and ``gliclass`` (a
+uni-encoder like GLiNER's, a bi-encoder against the KB's class vectors). ``backend`` unset is guessed
+from the model files. After an L3 node, a mention's candidates are chunked in L3's score order, so
+the best L3 candidates share a prompt. Works as L1 -> L2 -> L3 -> L4 -> L0 and L2 -> L4 -> L0.
 """
 
 from __future__ import annotations
@@ -16,13 +17,15 @@ from glinker.contract import LayerContract, LayerSetup, Socket
 from glinker.errors import InputError
 from glinker.linking import decide
 from glinker.linking.backends import make_scorer
+from glinker.models.resolve import detect_backend
 from glinker.types import L3Entity, L3Output, MentionCandidates
 
 
 class Reranker:
     def __init__(self, config: L4Config, setup: LayerSetup):
         self.config = config
-        self.scorer = make_scorer(config.backend, config, setup.template, setup.kb,
+        self.backend = config.backend or detect_backend(config.model_name)
+        self.scorer = make_scorer(self.backend, config, setup.template, setup.kb,
                                   max_labels=config.max_labels)
 
     def __call__(self, texts: list[str], candidates: list[list[MentionCandidates]],

@@ -15,6 +15,7 @@ from ..errors import ConfigError
 from ..types import MentionCandidates
 from .cross_encoder import CrossEncoderScorer
 from .dense import DenseScorer
+from .gliclass import GliclassLinkScorer
 from .gliner import GlinerLinkScorer
 from .inputs import with_retrieval
 
@@ -54,10 +55,20 @@ def _cross_encoder(config, template: str, kb, max_labels: int | None) -> CrossEn
                               context_chars=getattr(config, "context_chars", 100), quantize=config.quantize)
 
 
+def _gliclass(config, template: str, kb, max_labels: int | None) -> GliclassLinkScorer:
+    return GliclassLinkScorer(kb, config.model_name, template, device=config.device, max_length=config.max_length or 512,
+                              batch_size=config.batch_size, token=_token(config),
+                              max_labels=max_labels or getattr(config, "max_labels", None),
+                              context_chars=config.context_chars,
+                              use_precomputed=getattr(config, "use_precomputed_embeddings", True),
+                              cache_embeddings=getattr(config, "cache_embeddings", False))
+
+
 BACKENDS: dict[str, Callable[..., Scorer]] = {
     "dense": _dense,
     "gliner": _gliner,
     "cross_encoder": _cross_encoder,
+    "gliclass": _gliclass,
 }
 
 

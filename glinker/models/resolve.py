@@ -186,7 +186,7 @@ def _is_spacy_package(name: str) -> bool:
 
 
 def detect_backend(name: str) -> str:
-    """Guess the L3 backend of a model from its files: "gliner", "cross_encoder" or "dense".
+    """Guess the L3/L4 backend of a model from its files: "gliner", "gliclass", "cross_encoder" or "dense".
 
     A name that cannot be resolved offline is assumed to be a GLiNER linker (glinker 0.1.x default).
     """
@@ -204,7 +204,10 @@ def detect_backend(name: str) -> str:
     if config_path.exists():
         import json
 
-        architectures = json.loads(config_path.read_text()).get("architectures") or []
+        config = json.loads(config_path.read_text())
+        if config.get("model_type") == "GLiClass":
+            return "gliclass"
+        architectures = config.get("architectures") or []
         if any("SequenceClassification" in a for a in architectures):
             return "cross_encoder"
         return "dense"
