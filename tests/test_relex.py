@@ -110,8 +110,8 @@ def test_relations_equal_gliner_inference(tmp_path, backbone, span_relex, span_m
 
 
 def test_windowed_relations_equal_gliner_on_each_window(span_relex):
-    text = " ".join([TEXTS[0], TEXTS[1], TEXTS[3]] * 4)
-    layer = RelexRelations(L5RelexConfig(model=span_relex, labels=LABELS, relations=RELATIONS, max_length=64,
+    text = " ".join([TEXTS[0], TEXTS[1], TEXTS[3]] * 2)
+    layer = RelexRelations(L5RelexConfig(model=span_relex, labels=LABELS, relations=RELATIONS, max_length=48,
                                          window_overlap=0, **THRESHOLDS))
     groups = mentions_of(text)
     ours = keyed(layer([text], [groups]).relations[0])
