@@ -42,7 +42,6 @@ def update_kb_dir(kb_dir: str | Path, upsert: EntitySource | None = None,
     line, or a list), and write ``kb_dir``'s next generation; returns its manifest. ``encoder``: an
     encoder object for new texts (default: the kb_dir's, loaded only if a text needs embedding)."""
     kb_dir = Path(kb_dir)
-    started = time.perf_counter()
     with _locked(kb_dir, "glinker kb update"):
         kb = KnowledgeBase.open(kb_dir, verify=verify)
         ids = read_ids(delete) if delete is not None else []
@@ -53,16 +52,16 @@ def update_kb_dir(kb_dir: str | Path, upsert: EntitySource | None = None,
         kb.remove(ids)
         changes = {"added": report.loaded, "replaced": report.overwritten, "deleted": len(ids),
                    "rejected": len(report.rejected)}
-        return _write_generation(kb, kb_dir, encoder, changes, started, batch_size, device, progress)
+        return _write_generation(kb, kb_dir, encoder, changes, batch_size, device, progress)
 
 
 def compact_kb_dir(kb_dir: str | Path, verify: str = "full", progress: bool = False) -> dict[str, Any]:
     """Rewrite ``kb_dir`` as its next generation from its live rows, the vector index built afresh."""
     kb_dir = Path(kb_dir)
-    started = time.perf_counter()
     with _locked(kb_dir, "glinker kb compact"):
         kb = KnowledgeBase.open(kb_dir, verify=verify)
-        return _write_generation(kb, kb_dir, None, {"compacted": True}, started, 64, "cpu", progress)
+        kb.vector_store.indexes.clear()  # built again from the vectors when written (IVF: trained again)
+        return _write_generation(kb, kb_dir, None, {"compacted": True}, 64, "cpu", progress)
 
 
 def save_kb(kb: KnowledgeBase, encoder: Any = None, batch_size: int = 64, device: str = "cpu") -> dict[str, Any]:
@@ -71,13 +70,12 @@ def save_kb(kb: KnowledgeBase, encoder: Any = None, batch_size: int = 64, device
     if kb.path is None or kb.manifest is None:
         raise KnowledgeBaseError("this KB was not opened from a kb_dir: write one with KnowledgeBase.save_dir "
                                  "or `glinker kb build`, then load it")
-    started = time.perf_counter()
     with _locked(kb.path, "glinker save_kb"):
         current = manifest_sha256(kb.path)
         if current != kb.manifest_sha256:
             raise KnowledgeBaseError(f"{kb.path} changed since this KB was opened (its manifest is another "
                                      "generation's); load it again and re-apply the changes")
-        manifest = _write_generation(kb, kb.path, encoder, {"saved_in_process": True}, started, batch_size,
+        manifest = _write_generation(kb, kb.path, encoder, {"saved_in_process": True}, batch_size,
                                      device, False)
         with kb.lock:
             kb.manifest, kb.manifest_sha256 = manifest, manifest_sha256(kb.path)
@@ -122,7 +120,7 @@ def _locked(kb_dir: Path, what: str) -> Iterator[None]:
         yield
 
 
-def _write_generation(kb: KnowledgeBase, kb_dir: Path, encoder: Any, changes: dict[str, Any], started: float,
+def _write_generation(kb: KnowledgeBase, kb_dir: Path, encoder: Any, changes: dict[str, Any],
                       batch_size: int, device: str, progress: bool) -> dict[str, Any]:
     """Embed what is new, then write ``kb`` to ``kb_dir`` as the generation after the one it was opened as."""
     parent = kb.manifest
@@ -134,8 +132,8 @@ def _write_generation(kb: KnowledgeBase, kb_dir: Path, encoder: Any, changes: di
         embedded[kind] = embedder.texts - before
     index = parent.get("index")
     extra = {"generation": parent.get("generation", 0) + 1, "parent_sha256": kb.manifest_sha256,
-             "update": {**changes, "embedded": embedded, "dead_dropped": int((~kb.store.alive).sum()),
-                        "seconds": round(time.perf_counter() - started, 3)}}
+             "update": {**changes, "embedded": embedded, "embed_seconds": round(embedder.seconds, 3),
+                        "dead_dropped": int((~kb.store.alive).sum())}}
     return kb.save_dir(kb_dir, parent.get("encoder"), parent.get("template"),
                        index_type=index["type"] if index else "auto", dtype=parent.get("dtype") or "float32",
                        build_seconds=parent.get("build_seconds"), progress=progress, extra=extra)
@@ -160,7 +158,7 @@ class _Embedder:
 
     def __init__(self, model_id: str, dim: int, max_length: int | None, load):
         self.model_id, self.dim, self.max_length = model_id, dim, max_length
-        self._load, self._model, self.texts = load, None, 0
+        self._load, self._model, self.texts, self.seconds = load, None, 0, 0.0
 
     @classmethod
     def for_kb_dir(cls, manifest: dict[str, Any], kb_dir: Path, encoder: Any, device: str) -> _Embedder:
@@ -187,5 +185,8 @@ class _Embedder:
     def encode(self, texts: list[str], batch_size: int = 64, progress: bool = False, desc: str = "") -> np.ndarray:
         if self._model is None:
             self._model = self._load()
+        started = time.perf_counter()
         self.texts += len(texts)
-        return self._model.encode(texts, batch_size=batch_size, progress=progress, desc=desc)
+        vectors = self._model.encode(texts, batch_size=batch_size, progress=progress, desc=desc)
+        self.seconds += time.perf_counter() - started
+        return vectors
