@@ -174,3 +174,17 @@ def test_a_model_that_would_run_its_own_code_is_refused(models, entities, tmp_pa
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(ConfigError, match="auto_map" if change == "auto_map" else "my-remote-encoder"):
         run(str(folder), entities, "l3", backend="gliclass")
+
+
+@pytest.mark.parametrize("kind", ["uni", "bi"])
+def test_int8_scores_stay_close_to_float32(models, kb, kind, tmp_path):
+    from glinker.linking.gliclass import GliclassLinkScorer
+
+    folder = shutil.copytree(models[kind], tmp_path / kind)
+    groups = groups_for(kb, TEXTS, max_candidates=4)
+    fp32, int8 = (GliclassLinkScorer(kb, str(folder), TEMPLATE, quantize=mode, use_precomputed=False)
+                  for mode in ("none", "int8"))
+    assert int8.model.model_id.endswith("+int8")
+    for a, b in zip(fp32.score(TEXTS, groups), int8.score(TEXTS, groups), strict=True):
+        for x, y in zip(a, b, strict=True):  # random tiny weights: int8 runs and stays close, no more
+            np.testing.assert_allclose(x, y, atol=0.1)

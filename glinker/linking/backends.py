@@ -61,7 +61,7 @@ def _gliclass(config, template: str, kb, max_labels: int | None) -> GliclassLink
                               max_labels=max_labels or getattr(config, "max_labels", None),
                               context_chars=config.context_chars,
                               use_precomputed=getattr(config, "use_precomputed_embeddings", True),
-                              cache_embeddings=getattr(config, "cache_embeddings", False))
+                              cache_embeddings=getattr(config, "cache_embeddings", False), quantize=config.quantize)
 
 
 BACKENDS: dict[str, Callable[..., Scorer]] = {

@@ -36,8 +36,9 @@ class GliclassLinkScorer:
 
     def __init__(self, kb, model_name: str, template: str, device: str = "cpu", max_length: int = 512,
                  batch_size: int = 8, token: str | None = None, max_labels: int | None = None,
-                 context_chars: int = 100, use_precomputed: bool = True, cache_embeddings: bool = False):
-        self.model = get_gliclass(model_name, device=device, token=token)
+                 context_chars: int = 100, use_precomputed: bool = True, cache_embeddings: bool = False,
+                 quantize: str = "none"):
+        self.model = get_gliclass(model_name, device=device, token=token, quantize=quantize)
         self.template = template
         self.max_length = max_length
         self.batch_size = batch_size

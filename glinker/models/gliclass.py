@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import ConfigError, LimitError
 from .base import LoadedModel
+from .quantize import quantize_loaded
 from .resolve import ResolvedModel, resolve_model
 
 LABEL_TOKEN, SEP_TOKEN = "<<LABEL>>", "<<SEP>>"
@@ -26,7 +27,8 @@ ARCHITECTURES = ("uni-encoder", "bi-encoder")
 class GliclassModel(LoadedModel):
     """A loaded GLiClass model (uni- or bi-encoder) with its tokenizers (one per model and device)."""
 
-    def __init__(self, name: str, device: str = "cpu", token: str | None = None):
+    def __init__(self, name: str, device: str = "cpu", token: str | None = None, quantize: str = "none"):
+        self.quantize = quantize
         super().__init__(name, device, token)
         self.config = self.model.config
         self.is_bi = self.config.architecture_type == "bi-encoder"
@@ -54,7 +56,7 @@ class GliclassModel(LoadedModel):
             labels = resolve_model(model.config.label_model_name, token)
             self.labels_tokenizer = AutoTokenizer.from_pretrained(labels.load_target, token=token,
                                                                   local_files_only=labels.path is not None)
-        return model
+        return quantize_loaded(self, model, resolved.path)
 
     # ------------------------------------------------------------------ uni-encoder
 
@@ -144,9 +146,9 @@ def _check_encoders(resolved: ResolvedModel) -> None:
                               "does not ship; gliclass would load its code from the hub, which glinker never does")
 
 
-def get_gliclass(name: str, device: str = "cpu", token: str | None = None) -> GliclassModel:
-    """One loaded GLiClass per (model, device), shared by every layer and executor."""
-    return GliclassModel.get(name, device, token)
+def get_gliclass(name: str, device: str = "cpu", token: str | None = None, quantize: str = "none") -> GliclassModel:
+    """One loaded GLiClass per (model, device, quantize), shared by every layer and executor."""
+    return GliclassModel.get(name, device, token, quantize=quantize)
 
 
 class GliclassClassEncoder:
