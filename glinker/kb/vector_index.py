@@ -7,10 +7,11 @@
 - ``ivf``: FAISS IVF (nlist = sqrt(n)) with 4-bit product-quantisation fast scan (d/4 sub-quantisers,
   48 bytes per 384-d vector), trained on a sample; the default above FLAT_LIMIT. The
   ``k_factor * k`` best hits are re-scored exactly against the KB's own vectors (the memory-mapped
-  ``vectors.names.npy``: no second copy). ``nprobe`` is tuned when the index is built: the smallest
-  power of two whose recall@30 against exact search, on ``TUNE_QUERIES`` of the KB's own vectors held
-  out of the training sample, reaches the recall target (0.95 unless asked otherwise); the manifest
-  records it with the recall achieved. kb_dirs written before (``refine: SQfp16``, FAISS re-scoring
+  ``vectors.names.npy``: no second copy). ``nprobe`` and ``k_factor`` are tuned when the index is
+  built: the smallest ``k_factor`` of K_FACTORS and power-of-two nprobe whose recall@30 against exact
+  search, on ``TUNE_QUERIES`` of the KB's own vectors (held out of the training sample when the KB is
+  larger than it), reaches the recall target (0.95 unless asked otherwise); the manifest records them
+  with the recall achieved. kb_dirs written before (``refine: SQfp16``, FAISS re-scoring
   against float16 copies inside the index file) open and search as they did.
 """
 
@@ -29,6 +30,8 @@ BLOCK_ROWS = 32_768
 RECALL_TARGET = 0.95
 RECALL_AT = 30
 TUNE_QUERIES = 500
+K_FACTORS = (4, 8, 16, 32)  # hits re-scored per hit asked, tried in turn
+PLATEAU = 0.002  # a recall gain this small from doubling nprobe: stop doubling
 RESCORE_QUERIES = 64  # queries whose hits are gathered and re-scored at once
 SEARCH_KEYS = ("nprobe", "k_factor", "efSearch")  # what a user may override after the build
 
@@ -110,17 +113,30 @@ class VectorIndex:
             _tuned(self.index, self.kind, self.params)
 
     def tune(self, rows: np.ndarray, target: float = RECALL_TARGET, k: int = RECALL_AT) -> float:
-        """Set nprobe to the smallest power of two whose recall@k against exact search, with the vectors of
-        ``rows`` as queries, reaches ``target`` (nlist if none does); records and returns the recall."""
-        queries = np.asarray(self.matrix[np.sort(rows)], dtype=np.float32)
-        exact = _exact_top_k(self.matrix, queries, k)[1]
-        nlist = self.params["nlist"]
-        for nprobe in sorted({min(nlist, 2**p) for p in range(int(math.log2(nlist)) + 2)}):
-            self.configure(nprobe=nprobe)
-            recall = recall_at(self.search(queries, k)[1], exact)
+        """The cheapest ``k_factor``, then nprobe (powers of two), whose recall@k against exact search with the
+        vectors of ``rows`` as queries (each query's own row left out of both: a query is a new point, and
+        finding itself would flatter the recall by 1/k) reaches ``target``; records and returns the recall (below ``target``
+        where even every list and the largest ``k_factor`` fall short)."""
+        rows = np.sort(rows)
+        queries = np.asarray(self.matrix[rows], dtype=np.float32)
+        exact = _others(_exact_top_k(self.matrix, queries, k + 1)[1], rows, k)
+        for k_factor in K_FACTORS:
+            recall = self._sweep_nprobe(queries, rows, exact, target, k_factor)
             if recall >= target:
                 break
         self.params.update(recall_target=target, recall_at=k, recall=round(recall, 4), tune_queries=len(queries))
+        return recall
+
+    def _sweep_nprobe(self, queries: np.ndarray, rows: np.ndarray, exact: np.ndarray, target: float,
+                      k_factor: int) -> float:
+        """Double nprobe until the recall reaches ``target`` or stops growing (the codes, not the lists, limit it)."""
+        nlist, recall = self.params["nlist"], 0.0
+        for nprobe in sorted({min(nlist, 2**p) for p in range(int(math.log2(nlist)) + 2)}):
+            self.configure(nprobe=nprobe, k_factor=k_factor)
+            found = _others(self.search(queries, exact.shape[1] + 1)[1], rows, exact.shape[1])
+            recall, before = recall_at(found, exact), recall
+            if recall >= target or recall - before < PLATEAU:
+                break
         return recall
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -170,6 +186,11 @@ def recall_at(found: np.ndarray, exact: np.ndarray) -> float:
     """Mean share of each row of ``exact`` ids that ``found`` holds (recall@k against exact search)."""
     k = exact.shape[1]
     return float(np.mean([len(set(f.tolist()) & set(e.tolist())) / k for f, e in zip(found, exact, strict=True)]))
+
+
+def _others(found: np.ndarray, own: np.ndarray, k: int) -> np.ndarray:
+    """The first ``k`` ids of each row of ``found`` other than the row's ``own`` id."""
+    return np.array([ids[ids != row][:k] for ids, row in zip(found, own, strict=True)])
 
 
 def _hnsw(dim: int):

@@ -1,0 +1,104 @@
+"""IVF at scale: nprobe tuned at build time to a recall target, recorded in the manifest, overridable; hits
+re-scored from the KB's own vectors (no second copy in the index file); kb_dirs of the earlier format
+(FAISS refine against float16 copies) still open and search as before."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from glinker.kb import KnowledgeBase
+from glinker.kb.vector_index import VectorIndex, _exact_top_k, recall_at
+from glinker.kb.vectors import VectorSet
+
+faiss = pytest.importorskip("faiss")
+
+ENCODER = "test/encoder"
+KEY = ("names", ENCODER, "{label}")
+
+
+def latent_vectors(n: int, dim: int = 64, seed: int = 0) -> np.ndarray:
+    """Noisy copies of points near a 4-d subspace: neighbourhoods IVF finds hard (the benchmark's ``latent``)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((2_000, 4)) @ rng.standard_normal((4, dim))
+    matrix = centres[rng.integers(0, len(centres), n)] + 0.3 * rng.standard_normal((n, dim))
+    return (matrix / np.linalg.norm(matrix, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def matrix():
+    return latent_vectors(20_000)
+
+
+def queries_near(matrix: np.ndarray, count: int = 300) -> np.ndarray:
+    rng = np.random.default_rng(5)
+    q = matrix[rng.choice(len(matrix), count, replace=False)] + 0.02 * rng.standard_normal((count, matrix.shape[1]))
+    return (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_nprobe_is_tuned_to_the_recall_target(matrix):
+    loose = VectorIndex.build(matrix, "ivf", recall_target=0.5)
+    tight = VectorIndex.build(matrix, "ivf", recall_target=0.97)
+    assert loose.params["refine"] == "vectors" and loose.params["nlist"] == 141
+    assert (tight.params["k_factor"], tight.params["nprobe"]) > (loose.params["k_factor"], loose.params["nprobe"])
+    for index, target in ((loose, 0.5), (tight, 0.97)):
+        assert index.params["recall_target"] == target and index.params["recall"] >= target
+        assert index.params["recall_at"] == 30 and index.params["tune_queries"] == 500
+    queries = queries_near(matrix)
+    exact = _exact_top_k(matrix, queries, 30)[1]
+    assert recall_at(tight.search(queries, 30)[1], exact) >= 0.95  # on queries it was not tuned on
+
+
+def test_hits_are_rescored_exactly_from_the_vectors(matrix):
+    index = VectorIndex.build(matrix, "ivf", search={"nprobe": 4})
+    assert index.index.ntotal == len(matrix) and "recall" not in index.params and index.params["nprobe"] == 4
+    queries = queries_near(matrix, 50)
+    scores, ids = index.search(queries, 30)
+    np.testing.assert_allclose(scores, np.einsum("qkd,qd->qk", matrix[ids], queries), rtol=1e-6)
+    order = np.lexsort((ids, -scores), axis=1)
+    assert (order == np.arange(30)).all()  # best first, ties by id
+
+
+def test_manifest_records_the_tuning_and_users_override_it(matrix, tmp_path):
+    kb = KnowledgeBase()
+    kb.load([{"entity_id": f"E{i}", "label": f"entity {i}"} for i in range(len(matrix))])
+    kb.vector_store.sets[KEY] = VectorSet(*KEY, matrix)
+    kb.vector_store.configure(recall_target=0.9)
+    manifest = kb.save_dir(tmp_path / "kb", ENCODER, None, index_type="ivf", dtype="float16")
+    params = manifest["index"]["params"]
+    assert params["recall_target"] == 0.9 and params["recall"] >= 0.9 and params["refine"] == "vectors"
+    assert json.loads((tmp_path / "kb" / "manifest.json").read_text())["index"]["params"] == params
+    index_bytes = (tmp_path / "kb" / "index.names.faiss").stat().st_size
+    assert index_bytes < len(matrix) * (matrix.shape[1] // 8 + 8) * 1.5  # 4-bit codes and ids, no vector copy
+    opened = KnowledgeBase.open(tmp_path / "kb")
+    index = opened.vector_store.indexes[KEY]
+    assert index.params == params and faiss.extract_index_ivf(index.index).nprobe == params["nprobe"]
+    queries = queries_near(matrix, 50)
+    opened.vector_store.configure(nprobe=141, k_factor=100)  # every list, 1,000 hits re-scored: all but exact
+    assert faiss.extract_index_ivf(index.index).nprobe == 141 and index.params["k_factor"] == 100
+    exact = _exact_top_k(opened.vector_store.sets[KEY].matrix, queries, 10)[1]
+    assert recall_at(index.search(queries, 10)[1], exact) > 0.99
+    with pytest.raises(ValueError, match="unknown search parameters"):
+        opened.vector_store.configure(probes=3)
+    with pytest.raises(ValueError, match="recall_target"):
+        opened.vector_store.configure(recall_target=1.5)
+
+
+def test_an_index_of_the_earlier_format_searches_as_before(matrix, tmp_path):
+    """kb_dirs built before refine: vectors hold an IndexRefine with float16 copies; FAISS re-scores them."""
+    old = faiss.index_factory(64, "IVF141,PQ16x4fs,Refine(SQfp16)", faiss.METRIC_INNER_PRODUCT)
+    old.train(matrix)
+    old.add(matrix)
+    faiss.write_index(old, str(tmp_path / "old.faiss"))
+    params = {"nlist": 141, "nprobe": 8, "codes": "PQ16x4fs", "refine": "SQfp16", "k_factor": 4}
+    index = VectorIndex.load(tmp_path / "old.faiss", "ivf", params, matrix)
+    assert not index.rescores and faiss.extract_index_ivf(index.index).nprobe == 8 and index.index.k_factor == 4
+    queries = queries_near(matrix, 20)
+    old.k_factor = 4
+    faiss.extract_index_ivf(old).nprobe = 8
+    expected = old.search(queries, 10)
+    found = index.search(queries, 10)
+    np.testing.assert_array_equal(found[1], expected[1])
+    np.testing.assert_array_equal(found[0], expected[0])
