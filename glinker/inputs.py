@@ -73,6 +73,8 @@ def _mention(item: Any, text: str, where: str, context_chars: int) -> Mention:
     start, end = fields["start"], fields["end"]
     if not 0 <= start < end <= len(text):
         raise InputError(f"{where}: span {start}:{end} is outside the text (length {len(text)}) or empty")
+    if text[start:end].isspace():
+        raise InputError(f"{where}: span {start}:{end} ({text[start:end]!r}) is only whitespace; a mention needs a word")
     given = fields.get("text")
     if given is not None and given != text[start:end]:
         raise InputError(f"{where}: text {given!r} does not match the text at {start}:{end} ({text[start:end]!r})")

@@ -1,19 +1,33 @@
 """Zero-shot NER with GLiNER over a batch of texts of any length (the work of the ``l1_gliner`` layer).
 
-Long texts are cut into overlapping word windows (glinker/models/gliner.py); each window keeps the
-spans that start in the part it owns, and with ``flat_ner`` the best spans that do not overlap stay.
+Span-level and token-level models alike. Long texts are cut into overlapping word windows
+(glinker/models/gliner.py); each window keeps the spans that start in the part it owns. Where
+windows meet, the best spans that do not overlap (``flat_ner``) or do not cross (nested) stay, as in
+gliner's decoding of one window. A GLiNER-decoder's generated label is kept with each span.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 from .models.gliner import Row, Words, get_gliner
 
 
+class NerSpan(NamedTuple):
+    """A mention found by GLiNER: characters ``[start, end)``, one of the labels, its score, and the label a
+    GLiNER-decoder generated for it (None for other models)."""
+
+    start: int
+    end: int
+    label: str
+    score: float
+    generated_label: str | None = None
+
+
 class GlinerNER:
-    """Zero-shot NER over a batch of texts of any length; spans are ``(start, end, label, score)``."""
+    """Zero-shot NER over a batch of texts of any length."""
 
     def __init__(self, name: str, labels: Sequence[str], device: str = "cpu", token: str | None = None,
                  threshold: float = 0.3, flat_ner: bool = True, multi_label: bool = False, batch_size: int = 16,
@@ -32,27 +46,23 @@ class GlinerNER:
         if self.gliner.is_bi and use_precomputed:
             self.vectors = self.gliner.torch.from_numpy(self.gliner.encode_labels(self.labels)).to(device)
 
-    def predict(self, texts: Sequence[str]) -> list[list[tuple[int, int, str, float]]]:
+    def predict(self, texts: Sequence[str]) -> list[list[NerSpan]]:
         """Spans of each text, by position (the best label of a span first)."""
         gliner = self.gliner
         words = gliner.words(texts)
         rows, owned, windows_of = self._windows(words)
-        found: list[list[tuple[int, int, str, float]]] = [[] for _ in texts]
+        found: list[list[NerSpan]] = [[] for _ in texts]
         lengths = gliner.row_lengths(rows, words)
         batches = gliner.batched(lambda idx: self._decode([rows[i] for i in idx], words), lengths, self.batch_size)
         for idx, decoded in batches:
             for i, spans in zip(idx, decoded, strict=True):
                 row, (own_lo, own_hi) = rows[i], owned[i]
-                w = words[row.text]
                 for span in spans:
-                    first, last = row.lo + span.start, row.lo + span.end
-                    if own_lo <= first < own_hi:
-                        found[row.text].append(
-                            (int(w.starts[first]), int(w.ends[last]), span.entity_type, float(span.score))
-                        )
-        if self.flat_ner:
-            found = [_non_overlapping(s, self.multi_label) if n > 1 else s for s, n in zip(found, windows_of, strict=True)]
-        return [sorted(spans, key=lambda s: (s[0], s[1], -s[3], s[2])) for spans in found]
+                    if own_lo <= row.lo + span.start < own_hi:
+                        found[row.text].append(self._ner_span(span, words[row.text], row.lo))
+        conflict = _overlap if self.flat_ner else _crossing
+        found = [_greedy(s, conflict, self.multi_label) if n > 1 else s for s, n in zip(found, windows_of, strict=True)]
+        return [sorted(spans, key=lambda s: (s.start, s.end, -s.score, s.label)) for spans in found]
 
     def _windows(self, words: list[Words]) -> tuple[list[Row], list[tuple[int, int]], list[int]]:
         """One row per window of each text, the words each window owns (half of every overlap), and
@@ -69,23 +79,49 @@ class GlinerNER:
         return rows, owned, windows_of
 
     def _decode(self, rows: list[Row], words: list[Words]) -> list:
-        """GLiNER's spans of each row (word offsets within the row)."""
+        """GLiNER's spans of each row (word offsets within the row), decoded by gliner itself."""
         gliner = self.gliner
         batch = gliner.collate(rows, words, self.labels, self.vectors is not None)
         output = gliner.run(batch, self.threshold, self.vectors)
         return gliner.model.decode_batch(output, batch, threshold=self.threshold, flat_ner=self.flat_ner,
                                          multi_label=self.multi_label)
 
+    def _ner_span(self, span, words: Words, lo: int) -> NerSpan:
+        """A decoded span of the window starting at word ``lo``, in characters of the text.
 
-def _non_overlapping(spans: list[tuple[int, int, str, float]], multi_label: bool) -> list[tuple[int, int, str, float]]:
-    """Best-scoring spans that do not overlap (the same span with several labels may stay if ``multi_label``)."""
+        A GLiNER-decoder generates labels per span ("span" mode) or per prompt label ("prompt" mode,
+        where gliner puts the generated label in place of ours); the label stays one of ours.
+        """
+        start, end = int(words.starts[lo + span.start]), int(words.ends[lo + span.end])
+        if not self.gliner.generates_labels:
+            return NerSpan(start, end, span.entity_type, float(span.score))
+        if span.generated_labels:
+            generated = span.generated_labels[0]
+        else:
+            generated = span.entity_type if self.gliner.config.decoder_mode == "prompt" else None
+        return NerSpan(start, end, self.labels[span.class_index], float(span.score), generated)
+
+
+def _overlap(a: NerSpan, b: NerSpan) -> bool:
+    return a.start < b.end and b.start < a.end
+
+
+def _crossing(a: NerSpan, b: NerSpan) -> bool:
+    """Overlapping, neither inside the other (the same span counts as overlapping)."""
+    nested = (a.start <= b.start and b.end <= a.end) or (b.start <= a.start and a.end <= b.end)
+    return _overlap(a, b) and (not nested or (a.start, a.end) == (b.start, b.end))
+
+
+def _greedy(spans: list[NerSpan], conflict: Callable[[NerSpan, NerSpan], bool], multi_label: bool) -> list[NerSpan]:
+    """gliner's greedy search over a whole text: by descending score, each span is kept unless it conflicts
+    with one kept before (the same span with another label does not if ``multi_label``)."""
+    widest = max((s.end - s.start for s in spans), default=0)
     starts: list[int] = []
-    kept: list[tuple[int, int, str, float]] = []
-    for span in sorted(spans, key=lambda s: (-s[3], s[0], s[1], s[2])):
-        start, end = span[0], span[1]
-        pos = bisect.bisect_left(starts, start)
-        neighbours = kept[max(0, pos - 1) : pos + 1]
-        if all(o[1] <= start or end <= o[0] or (multi_label and (o[0], o[1]) == (start, end)) for o in neighbours):
-            starts.insert(pos, start)
+    kept: list[NerSpan] = []
+    for span in sorted(spans, key=lambda s: (-s.score, s.start, s.end, s.label)):
+        near = kept[bisect.bisect_left(starts, span.start - widest) : bisect.bisect_left(starts, span.end)]
+        if all(not conflict(span, o) or (multi_label and (o.start, o.end) == (span.start, span.end)) for o in near):
+            pos = bisect.bisect_left(starts, span.start)
+            starts.insert(pos, span.start)
             kept.insert(pos, span)
     return kept

@@ -34,6 +34,7 @@ class Mention(_Record):
     left_context: str = ""
     right_context: str = ""
     score: float | None = None
+    generated_label: str | None = None  # the label a GLiNER-decoder generated for it (L1)
 
     @classmethod
     def from_span(
@@ -45,6 +46,7 @@ class Mention(_Record):
         score: float | None = None,
         left_chars: int = 50,
         right_chars: int = 50,
+        generated_label: str | None = None,
     ) -> Mention:
         return cls(
             text=source[start:end],
@@ -54,6 +56,7 @@ class Mention(_Record):
             left_context=source[max(0, start - left_chars) : start],
             right_context=source[end : end + right_chars],
             score=score,
+            generated_label=generated_label,
         )
 
 

@@ -1,8 +1,10 @@
 """L1 with GLiNER: zero-shot NER over the whole batch of texts, any length.
 
-Bi-encoder label embeddings are computed once when the layer is built (dynamic padding) and reused
-for every batch. Long texts are cut into overlapping word windows that fit ``max_length``;
-mentions are mapped back to the original offsets and merged across windows.
+Span-level and token-level models, uni- and bi-encoders; a GLiNER-decoder's generated label is kept
+on each mention (``generated_label``). Bi-encoder label embeddings are computed once when the layer
+is built (dynamic padding) and reused for every batch. Long texts are cut into overlapping word
+windows that fit ``max_length``; mentions are mapped back to the original offsets and merged across
+windows.
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ class GlinerMentions:
         c = self.config
         return L1Output([
             clean_mentions(
-                (Mention.from_span(text, start, end, label=label, score=score,
-                                   left_chars=c.max_left_context, right_chars=c.max_right_context)
-                 for start, end, label, score in spans),
+                (Mention.from_span(text, s.start, s.end, label=s.label, score=s.score,
+                                   left_chars=c.max_left_context, right_chars=c.max_right_context,
+                                   generated_label=s.generated_label)
+                 for s in spans),
                 c.min_entity_length,
             )
             for text, spans in zip(texts, self.ner.predict(texts), strict=True)

@@ -164,7 +164,7 @@ def test_l1_gliner_offsets_and_batches(models):
             assert [s[:3] for s in spans] == [s[:3] for s in alone]
             assert np.allclose([s[3] for s in spans], [s[3] for s in alone], atol=1e-5)
         for text, spans in zip(TEXTS, batch, strict=True):
-            for start, end, label, score in spans:
+            for start, end, label, score, _ in spans:
                 assert 0 <= start < end <= len(text) and label in {"city", "person", "company"} and 0.4 <= score <= 1
             assert all(a[1] <= b[0] for a, b in pairwise(spans))  # flat_ner: no overlaps
 
@@ -179,10 +179,10 @@ def test_windows_lose_no_mention_on_a_5000_word_text(models):
     assert len(ner.gliner.windows(ner.gliner.words([text])[0], ner.budget, ner.overlap)) > 100
     spans = ner.predict([text])[0]
     # nested spans stay when flat_ner is off, so every one-word span must come back exactly once
-    assert len({(s, e) for s, e, _, _ in spans}) == len(spans)
-    single = [(s, e) for s, e, _, _ in spans if " " not in text[s:e]]
+    assert len({(s, e) for s, e, *_ in spans}) == len(spans)
+    single = [(s, e) for s, e, *_ in spans if " " not in text[s:e]]
     assert single == [(int(s), int(s) + len(w)) for s, w in zip(starts, words, strict=True)]
-    assert all(text[s:e].count(" ") < ner.gliner.max_width for s, e, _, _ in spans)
+    assert all(text[s:e].count(" ") < ner.gliner.max_width for s, e, *_ in spans)
     flat = GlinerNER(models["bi"], ["thing"], threshold=0.3, max_length=96).predict([text])[0]
     assert all(a[1] <= b[0] for a, b in pairwise(flat))
     assert flat and flat[-1][0] > 0.9 * len(text)

@@ -58,3 +58,17 @@ def tiny_cross_encoder(path: Path, num_labels: int = 1, seed: int = 0) -> str:
     BertForSequenceClassification(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return str(path)
+
+
+def tiny_causal_lm(path: Path, hidden: int = 32, seed: int = 0) -> str:
+    """A 2-layer random GPT-2 with the MiniLM tokenizer ([SEP] ends a sequence), the label decoder of GLiNER-decoder."""
+    import torch
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path(), bos_token="[CLS]", eos_token="[SEP]")
+    config = GPT2Config(vocab_size=len(tokenizer), n_embd=hidden, n_layer=2, n_head=2, n_positions=128,
+                        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    GPT2LMHeadModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)

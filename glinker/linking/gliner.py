@@ -1,7 +1,8 @@
 """GLiNER span linking (backend "gliner"): each mention span, fixed, scored against its own candidates.
 
 Span representations are computed for the mention spans alone (glinker/models/gliner.py
-``span_logits``). Bi-encoders take their label vectors from the KB (``use_precomputed``) or embed
+``span_logits``); token-level models score the whole mention as gliner's token decoder scores a
+span. A mention that covers no word (only whitespace) is an InputError naming it. Bi-encoders take their label vectors from the KB (``use_precomputed``) or embed
 them with dynamic padding; uni-encoders put a mention's candidates in the prompt, ``max_labels`` at
 a time, with as much text around the mention as fits.
 """
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ConfigError
 from ..models.gliner import GlinerLabelEncoder, GlinerModel, Row, Words, get_gliner
 from ..types import Candidate, MentionCandidates
 from .inputs import candidate_text, candidate_vectors
@@ -27,10 +27,6 @@ class GlinerLinkScorer:
         self.kb = kb
         loaded = isinstance(model_name, GlinerModel)
         self.gliner = model_name if loaded else get_gliner(model_name, device=device, token=token, quantize=quantize)
-        if self.gliner.config.span_mode == "token_level":
-            raise ConfigError(
-                f"GLiNER model {self.gliner.name!r} is token-level; linking scores fixed spans and needs a span model"
-            )
         self.template = template
         self.max_length = max_length
         self.batch_size = batch_size
@@ -87,7 +83,7 @@ class GlinerLinkScorer:
             for m, g in enumerate(per_text):
                 if not g.candidates:
                     continue
-                first, last = gliner.clip(*w.word_span(g.mention.start, g.mention.end))
+                first, last = _mention_words(gliner, w, t, m, g)
                 k = _best_window(text_rows, first, last)
                 row, index = text_rows[k], label_index[k]
                 last = min(last, row.hi - 1)
@@ -110,7 +106,7 @@ class GlinerLinkScorer:
             for m, g in enumerate(per_text):
                 if not g.candidates:
                     continue
-                first, last = gliner.clip(*words[t].word_span(g.mention.start, g.mention.end))
+                first, last = _mention_words(gliner, words[t], t, m, g)
                 positions: dict[str, list[int]] = {}
                 for p, c in enumerate(g.candidates):
                     positions.setdefault(c.entity_id, []).append(p)
@@ -163,6 +159,12 @@ class GlinerLinkScorer:
         if missing:
             self.cache.update(zip(missing, self.label_encoder.encode(missing), strict=True))
         return np.stack([self.cache[x] for x in texts])
+
+
+def _mention_words(gliner: GlinerModel, words: Words, t: int, m: int, g: MentionCandidates) -> tuple[int, int]:
+    """The words GLiNER scores for mention ``m`` of text ``t`` (an InputError naming it if it covers none)."""
+    where = f"texts[{t}] mention {m} {g.mention.text!r}"
+    return gliner.mention_words(words, g.mention.start, g.mention.end, where)
 
 
 def _best_window(rows: list[Row], first: int, last: int) -> int:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import ConfigError, LimitError
+from ..errors import ConfigError, InputError, LimitError
 from .base import LoadedModel
 from .quantize import quantize_loaded
 from .resolve import ResolvedModel
@@ -38,10 +38,11 @@ class Words:
         return len(self.tokens)
 
     def word_span(self, start: int, end: int) -> tuple[int, int]:
-        """The words (first, last inclusive) covering characters ``[start, end)``."""
+        """The words (first, last inclusive) covering characters ``[start, end)``; ``first > last`` when
+        the characters cover no word (whitespace only)."""
         first = int(np.searchsorted(self.ends, start, side="right"))
         last = int(np.searchsorted(self.starts, end, side="left")) - 1
-        return first, max(first, last)
+        return first, last
 
 
 @dataclass
@@ -65,6 +66,8 @@ class GlinerModel(LoadedModel):
         super().__init__(name, device, token)
         self.config = self.model.config
         self.is_bi = getattr(self.config, "labels_encoder", None) is not None
+        self.token_level = self.config.span_mode == "token_level"  # start/inside/end tags: spans of any width
+        self.generates_labels = getattr(self.config, "labels_decoder", None) is not None  # GLiNER-decoder
         self.tokenizer = self.model.data_processor.transformer_tokenizer
         self.max_width = int(self.config.max_width)
         self.max_words = int(self.config.max_len)
@@ -158,9 +161,15 @@ class GlinerModel(LoadedModel):
         """Tokens of each row (its window and prompt), for batching rows of similar length."""
         return [int(words[r.text].cum[r.hi] - words[r.text].cum[r.lo]) + r.prompt for r in rows]
 
-    def clip(self, first: int, last: int) -> tuple[int, int]:
-        """A span GLiNER can represent: at most ``max_width`` words (the first ones)."""
-        return first, min(last, first + self.max_width - 1)
+    def mention_words(self, words: Words, start: int, end: int, where: str) -> tuple[int, int]:
+        """The words (first, last inclusive) of the mention at ``[start, end)`` that GLiNER can score: at most
+        ``max_width`` of them (the first ones) for span models, all for token-level models. A mention that
+        covers no word is an InputError naming it (``where``)."""
+        first, last = words.word_span(start, end)
+        if first > last:
+            raise InputError(f"{where}: the mention at {start}:{end} covers no word (only whitespace); "
+                             "GLiNER cannot score it")
+        return first, last if self.token_level else min(last, first + self.max_width - 1)
 
     # ------------------------------------------------------------------ model calls
 
@@ -205,8 +214,9 @@ class GlinerModel(LoadedModel):
             return self.model.collate_batch(input_x, label_sets, self._collators[key])
 
     def run(self, batch: dict, threshold: float = 0.0, label_vectors=None, label_mask=None):
-        """GLiNER's forward pass over a collated batch (all spans, all labels)."""
-        extra = {}
+        """GLiNER's forward pass over a collated batch (all spans, all labels); a GLiNER-decoder also
+        generates its labels, greedily so that runs repeat."""
+        extra = {"do_sample": False} if self.generates_labels else {}
         if label_vectors is not None:
             extra["labels_embeds"] = label_vectors
             if label_mask is not None:
@@ -235,7 +245,8 @@ class GlinerModel(LoadedModel):
 
         Marker span modes compute representations for these spans only (from their end words alone
         where that is all the mode reads); other span modes run the full forward pass and pick the
-        spans out of it.
+        spans out of it; token-level models score each span, whole, from its words' start, end and
+        inside logits.
         """
         torch = self.torch
         width = self.max_width
@@ -249,6 +260,8 @@ class GlinerModel(LoadedModel):
         if self.config.span_mode not in MARKER_SPAN_MODES:
             batch = self.collate(rows, words, [] if self.is_bi else [r.labels for r in rows], self.is_bi)
             logits = self.run(batch, 0.0, label_vectors, label_mask).logits
+            if self.token_level:
+                return _token_span_logits(logits, spans, n_spans)
             in_batch = torch.arange(len(spans)).unsqueeze(1)
             return logits[in_batch, idx[..., 0], (idx[..., 1] - idx[..., 0]).clamp(0, width - 1)][:, :n_spans]
         core = self.model.model
@@ -270,6 +283,18 @@ class GlinerModel(LoadedModel):
             span_rep = core.span_rep_layer(word_reps, idx).reshape(len(spans), padded, -1)[:, :n_spans]
             prompts = core.prompt_rep_layer(reps.prompts_embedding)
             return torch.einsum("BSD,BCD->BSC", span_rep, prompts)
+
+
+def _token_span_logits(logits, spans: list[list[tuple[int, int]]], n_spans: int):
+    """Logits ``[B, S, C]`` of fixed spans from token-level logits ``[B, L, C, (start, end, inside)]``: the
+    least of the first word's start, the last word's end and every word's inside logit, as gliner's
+    TokenDecoder scores a span (the least of their sigmoids)."""
+    out = logits.new_zeros(len(spans), n_spans, logits.shape[2])
+    for b, row_spans in enumerate(spans):
+        for s, (first, last) in enumerate(row_spans):
+            inside = logits[b, first : last + 1, :, 2].amin(dim=0)
+            out[b, s] = logits[b, first, :, 0].minimum(logits[b, last, :, 1]).minimum(inside)
+    return out
 
 
 def get_gliner(name: str, device: str = "cpu", token: str | None = None, quantize: str = "none") -> GlinerModel:
