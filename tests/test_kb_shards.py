@@ -73,6 +73,7 @@ def test_sharded_kb_dir_gives_the_candidates_of_the_unsharded_kb(ray_local, tmp_
             found = split.vector_store.indexes[key].search(queries, k)
             np.testing.assert_array_equal(found[1], expected[1])
             np.testing.assert_array_equal(found[0], expected[0])
+        split.vector_store.configure(nprobe=2)  # reaches the actors (a flat shard has nothing to tune)
     finally:
         sharded.shutdown()
 

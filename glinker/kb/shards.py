@@ -35,6 +35,9 @@ class _Shard:
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         return self.index.search(queries, k)
 
+    def configure(self, search: dict[str, Any]) -> None:
+        self.index.configure(**search)
+
 
 class ShardedIndex:
     """Searches like a :class:`VectorIndex` over all rows; each shard answers from its own actor."""
@@ -101,6 +104,12 @@ class ShardedIndex:
         missing = np.iinfo(np.int64).max  # ranked after every real row
         scores, rows = best_of(np.where(rows >= 0, scores, -np.inf), np.where(rows >= 0, rows, missing), k)
         return scores, np.where(rows == missing, -1, rows)
+
+    def configure(self, **search: Any) -> None:
+        """Override every shard's search parameters (see VectorIndex.configure)."""
+        import ray
+
+        ray.get([a.configure.remote(search) for a in self.actors])
 
     def extend_to(self, matrix: np.ndarray) -> None:
         if len(matrix) != self.size:

@@ -8,10 +8,10 @@
   48 bytes per 384-d vector), trained on a sample; the default above FLAT_LIMIT. The
   ``k_factor * k`` best hits are re-scored exactly against the KB's own vectors (the memory-mapped
   ``vectors.names.npy``: no second copy). ``nprobe`` and ``k_factor`` are tuned when the index is
-  built: the smallest ``k_factor`` of K_FACTORS and power-of-two nprobe whose recall@30 against exact
-  search, on ``TUNE_QUERIES`` of the KB's own vectors (held out of the training sample when the KB is
-  larger than it), reaches the recall target (0.95 unless asked otherwise); the manifest records them
-  with the recall achieved. kb_dirs written before (``refine: SQfp16``, FAISS re-scoring
+  built: for each ``k_factor`` of K_FACTORS the smallest power-of-two nprobe whose recall@30 against
+  exact search, on ``TUNE_QUERIES`` of the KB's own vectors (held out of the training sample when the
+  KB is larger than it), reaches the recall target (0.95 unless asked otherwise), and of those the
+  pair that costs least (codes scanned + 100 per vector re-scored); the manifest records them with the recall achieved. kb_dirs written before (``refine: SQfp16``, FAISS re-scoring
   against float16 copies inside the index file) open and search as they did.
 """
 
@@ -30,8 +30,9 @@ BLOCK_ROWS = 32_768
 RECALL_TARGET = 0.95
 RECALL_AT = 30
 TUNE_QUERIES = 500
-K_FACTORS = (4, 8, 16, 32)  # hits re-scored per hit asked, tried in turn
+K_FACTORS = (4, 8, 16, 32)  # hits re-scored per hit asked, each tried
 PLATEAU = 0.002  # a recall gain this small from doubling nprobe: stop doubling
+RESCORE_CODES = 100  # fast-scan codes one exact re-scoring costs as much as (gather + dot, roughly)
 RESCORE_QUERIES = 64  # queries whose hits are gathered and re-scored at once
 SEARCH_KEYS = ("nprobe", "k_factor", "efSearch")  # what a user may override after the build
 
@@ -113,31 +114,36 @@ class VectorIndex:
             _tuned(self.index, self.kind, self.params)
 
     def tune(self, rows: np.ndarray, target: float = RECALL_TARGET, k: int = RECALL_AT) -> float:
-        """The cheapest ``k_factor``, then nprobe (powers of two), whose recall@k against exact search with the
+        """For each ``k_factor`` the smallest power-of-two nprobe whose recall@k against exact search, with the
         vectors of ``rows`` as queries (each query's own row left out of both: a query is a new point, and
-        finding itself would flatter the recall by 1/k) reaches ``target``; records and returns the recall (below ``target``
-        where even every list and the largest ``k_factor`` fall short)."""
+        finding itself would flatter the recall by 1/k), reaches ``target``; the cheapest pair is kept (see
+        ``_work``; the largest k_factor with its last nprobe where none does). Records and returns the recall."""
         rows = np.sort(rows)
         queries = np.asarray(self.matrix[rows], dtype=np.float32)
         exact = _others(_exact_top_k(self.matrix, queries, k + 1)[1], rows, k)
-        for k_factor in K_FACTORS:
-            recall = self._sweep_nprobe(queries, rows, exact, target, k_factor)
-            if recall >= target:
-                break
+        tried = [(*self._sweep_nprobe(queries, rows, exact, target, k_factor), k_factor) for k_factor in K_FACTORS]
+        met = [t for t in tried if t[0] >= target]
+        recall, nprobe, k_factor = min(met, key=lambda t: self._work(t[1], t[2], k)) if met else tried[-1]
+        self.configure(nprobe=nprobe, k_factor=k_factor)
         self.params.update(recall_target=target, recall_at=k, recall=round(recall, 4), tune_queries=len(queries))
         return recall
 
     def _sweep_nprobe(self, queries: np.ndarray, rows: np.ndarray, exact: np.ndarray, target: float,
-                      k_factor: int) -> float:
-        """Double nprobe until the recall reaches ``target`` or stops growing (the codes, not the lists, limit it)."""
+                      k_factor: int) -> tuple[float, int]:
+        """Double nprobe until the recall reaches ``target`` or stops growing (the codes, not the lists, limit
+        it); (recall, nprobe) of the last one tried."""
         nlist, recall = self.params["nlist"], 0.0
         for nprobe in sorted({min(nlist, 2**p) for p in range(int(math.log2(nlist)) + 2)}):
             self.configure(nprobe=nprobe, k_factor=k_factor)
-            found = _others(self.search(queries, exact.shape[1] + 1)[1], rows, exact.shape[1])
-            recall, before = recall_at(found, exact), recall
+            found = self.search(queries, exact.shape[1] + 1)[1]
+            recall, before = recall_at(_others(found, rows, exact.shape[1]), exact), recall
             if recall >= target or recall - before < PLATEAU:
                 break
-        return recall
+        return recall, nprobe
+
+    def _work(self, nprobe: int, k_factor: int, k: int) -> float:
+        """Cost of one query, in codes scanned: the lists probed and the hits re-scored (RESCORE_CODES each)."""
+        return nprobe * self.size / self.params["nlist"] + RESCORE_CODES * k_factor * k
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(scores, ids), each (n_queries, k), best first (exact search: ties by id); missing hits have id -1."""
