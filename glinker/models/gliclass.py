@@ -61,7 +61,8 @@ class GliclassModel(LoadedModel):
     # ------------------------------------------------------------------ uni-encoder
 
     def prompt(self, text: str, labels: Sequence[str]) -> str:
-        """What a uni-encoder reads: the classes, each after ``<<LABEL>>``, then ``<<SEP>>``, and the text."""
+        """What a uni-encoder reads: the text, then the classes, each after ``<<LABEL>>``, and ``<<SEP>>``
+        (the classes first with ``prompt_first``)."""
         classes = "".join(f"{LABEL_TOKEN}{label}" for label in labels) + SEP_TOKEN
         return classes + text if self.config.prompt_first else text + classes
 
