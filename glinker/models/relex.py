@@ -31,6 +31,10 @@ class RelexSettings:
 class RelexModel(GlinerModel):
     """A loaded GLiNER-relex model (one per model and device)."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.relex_collator = self.model.create_collator()
+
     def load(self, resolved, token):
         model = super().load(resolved, token)
         if getattr(model.config, "relations_layer", None) is None:
@@ -51,19 +55,17 @@ class RelexModel(GlinerModel):
         """gliner's entities and relations of each row, its entities restricted to ``spans`` (words of the
         row, last inclusive). Relations are ``(head, label, tail, score)``, head and tail indices into
         the row's entities."""
-        if not hasattr(self, "_relex_collator"):
-            self._relex_collator = self.model.create_collator()
         s = settings
         input_x = [{"tokenized_text": words[r.text].tokens[r.lo : r.hi], "ner": None} for r in rows]
         with self.lock:
-            batch = self.model.collate_batch(input_x, s.labels, self._relex_collator, s.relations)
+            batch = self.model.collate_batch(input_x, s.labels, self.relex_collator, s.relations)
         threshold = s.threshold
         adjacency = threshold if s.adjacency_threshold is None else s.adjacency_threshold
         output = self.model.run_batch(batch, threshold=threshold, adjacency_threshold=adjacency)
         return self.model.decode_batch(
             output, batch, threshold=threshold,
             relation_threshold=threshold if s.relation_threshold is None else s.relation_threshold,
-            flat_ner=s.flat_ner, multi_label=s.multi_label, input_spans=[list(p) for p in spans],
+            flat_ner=s.flat_ner, multi_label=s.multi_label, input_spans=list(spans),
         )
 
 
