@@ -75,7 +75,8 @@ def make_ner(model: str, texts: list[str], between=(0.4, 0.8), **options):
     words = ner.gliner.words(texts)
     rows = ner._windows(words)[0]
     batch = ner.gliner.collate(rows, words, ner.labels, ner.vectors is not None)
-    probs = np.sort(ner.gliner.torch.sigmoid(ner.gliner.run(batch, 0.0, ner.vectors).logits).flatten().numpy())
+    logits = ner.gliner.run(batch, 1.0, ner.vectors).logits  # a decoder generates labels for no span
+    probs = np.sort(ner.gliner.torch.sigmoid(logits).flatten().numpy())
     if ner.gliner.token_level:
         between = (between[0] / 4, between[1] / 4)
     lo, hi = int(between[0] * len(probs)), int(between[1] * len(probs))
@@ -184,9 +185,11 @@ def test_l1_layer_keeps_the_decoder_generated_label(family):
         generated = {(e["start"], e["end"]): e.get("generated_labels") for e in lib}
         assert all(generated[s.start, s.end] == ([s.generated_label] if s.generated_label else None) for s in o)
     assert any(s.generated_label for per_text in ours for s in per_text)
+    threshold, ner.threshold = ner.threshold, 1.0  # no span passes: nothing to generate (gliner's run_batch fails)
+    assert ner.predict(TEXTS) == [[] for _ in TEXTS]
 
     builder = ConfigBuilder()
-    builder.l1.gliner(model=family("decoder"), labels=LABELS, threshold=ner.threshold)
+    builder.l1.gliner(model=family("decoder"), labels=LABELS, threshold=threshold)
     builder.l3.configure(model=family("markerV0"), threshold=0.0)
     executor = DAGExecutor(builder.build())
     executor.load_entities(DATA / "entities.jsonl")

@@ -214,14 +214,28 @@ class GlinerModel(LoadedModel):
             return self.model.collate_batch(input_x, label_sets, self._collators[key])
 
     def run(self, batch: dict, threshold: float = 0.0, label_vectors=None, label_mask=None):
-        """GLiNER's forward pass over a collated batch (all spans, all labels); a GLiNER-decoder also
-        generates its labels, greedily so that runs repeat."""
-        extra = {"do_sample": False} if self.generates_labels else {}
+        """GLiNER's forward pass over a collated batch (all spans, all labels)."""
+        if self.generates_labels:
+            return self._run_generating(batch, threshold)
+        extra = {}
         if label_vectors is not None:
             extra["labels_embeds"] = label_vectors
             if label_mask is not None:
                 extra["prompts_embedding_mask"] = label_mask
         return self.model.run_batch(batch, threshold=threshold, **extra)
+
+    def _run_generating(self, batch: dict, threshold: float):
+        """A GLiNER-decoder's forward pass, then its labels for the spans over ``threshold``, generated greedily
+        so that runs repeat; none when no span passed (gliner's own ``run_batch`` fails on such a batch)."""
+        torch = self.torch
+        batch = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        with torch.inference_mode():
+            output = self.model.model(**batch, threshold=threshold)
+            mask = output.decoder_embedding_mask
+            found = output.decoder_embedding is not None and mask is not None and bool(mask.any())
+            output.gen_labels = self.model.generate_labels(output, do_sample=False) if found else []
+        output.num_gen_sequences = 1
+        return output
 
     def token_inputs(self, rows: Sequence[Row], words: Sequence[Words]) -> dict:
         """The token inputs of word windows (after each row's label prompt, for uni-encoders) made by
