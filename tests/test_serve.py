@@ -62,11 +62,15 @@ def make_app(config_path, service_run, limits=None, api_key=None, **batching):
                       ServeOptions(limits, api_key))
 
 
-def wait_ready(client, seconds=30.0):
+def wait_until(condition, seconds: float = 5.0) -> None:
     deadline = time.monotonic() + seconds
-    while client.get("/health").status_code != 200:
-        assert time.monotonic() < deadline, "the server never became ready"
-        time.sleep(0.02)
+    while not condition():
+        assert time.monotonic() < deadline, "the condition was never met"
+        time.sleep(0.01)
+
+
+def wait_ready(client, seconds=30.0):
+    wait_until(lambda: client.get("/health").status_code == 200, seconds)
 
 
 @pytest.fixture(scope="module")
@@ -179,10 +183,7 @@ def test_queue_full_is_429_with_retry_after(config_path, service):
     with TestClient(app) as test_client, ThreadPoolExecutor(2) as pool:
         wait_ready(test_client)
         held = [pool.submit(test_client.post, "/link", json={"texts": ["Paris", "Texas"]}) for _ in range(2)]
-        deadline = time.monotonic() + 5
-        while test_client.get("/health").json()["queue_docs"] < 4:
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        wait_until(lambda: test_client.get("/health").json()["queue_docs"] == 4)
         refused = test_client.post("/link", json={"texts": ["Dallas"]})
         release.set()
         assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
@@ -208,11 +209,9 @@ def test_queue_time_bounds_give_429_not_client_timeouts(config_path, service):
         wait_ready(test_client)
         assert test_client.post("/link", json={"texts": ["Paris"]}).status_code == 200
         running = pool.submit(test_client.post, "/link", json={"texts": ["Texas"]})
+        wait_until(lambda: len(calls) == 2)  # "Texas" is in the pipeline before "Dallas" is sent
         waiting = pool.submit(test_client.post, "/link", json={"texts": ["Dallas"]})
-        deadline = time.monotonic() + 5
-        while test_client.get("/health").json()["queue_docs"] < 2:
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        wait_until(lambda: test_client.get("/health").json()["queue_docs"] == 2)
         refused = test_client.post("/link", json={"texts": ["Amazon"] * 10})  # 12 documents at ~5/s: over 1 s
         assert refused.status_code == 429 and "s to link" in refused.json()["detail"]
         time.sleep(1.1)

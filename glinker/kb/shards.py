@@ -26,7 +26,7 @@ class _Shard:
 
     def __init__(self, vectors: np.ndarray | str, lo: int, hi: int, kind: str, search: dict[str, Any]):
         if isinstance(vectors, str):
-            vectors = np.load(vectors, mmap_mode="r")[lo:hi]
+            vectors = np.load(vectors, mmap_mode="r", allow_pickle=False)[lo:hi]
         self.index = VectorIndex.build(vectors, kind, search=search or None)
 
     def size(self) -> int:
@@ -73,7 +73,7 @@ class ShardedIndex:
         import ray
 
         path = Path(kb_dir).resolve() / "vectors.names.npy"
-        rows, dim = np.load(path, mmap_mode="r").shape
+        rows, dim = np.load(path, mmap_mode="r", allow_pickle=False).shape
         offsets = _split(rows, shards)
         actor = ray.remote(_Shard).options(**(actor_options or {}))
         actors = [actor.remote(str(path), int(lo), int(hi), kind, search or {})
