@@ -46,13 +46,13 @@ def main() -> None:
         return
 
     from glinker.kb import KnowledgeBase
-    from glinker.models.gliner import GlinerLabelEncoder, get_gliner
+    from glinker.models.gliner import get_gliner, label_encoder
 
     gliner = get_gliner(minilm_bi_encoder())
     kb = KnowledgeBase()
     kb.load(MEDIC)
     total = len(kb)
-    encoder = GlinerLabelEncoder(gliner)
+    encoder = label_encoder(gliner)
     started = time.perf_counter()
     ours = kb.vectors(encoder, "entities", args.template, batch_size=args.batch).matrix
     ours_seconds = time.perf_counter() - started

@@ -143,10 +143,10 @@ def run_theirs(python: str, model: str, executor, template: str, texts: list[str
     if not Path(python).exists():
         print(f"glinker 0.1.1 not measured: {python} not found (see this script's docstring)", file=sys.stderr)
         return None
-    from glinker.models.gliner import GlinerLabelEncoder
+    from glinker.models.gliner import label_encoder
 
     kb = executor.kb
-    vectors = kb.vectors(GlinerLabelEncoder(executor.processors["l3"].scorer.gliner), "entities", template).matrix
+    vectors = kb.vectors(label_encoder(executor.processors["l3"].scorer.gliner), "entities", template).matrix
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         with open(tmp / "entities.jsonl", "wb") as handle:

@@ -281,12 +281,12 @@ def test_precomputed_label_vectors_equal_computed_on_the_fly(models, kb):
     reference = precomputed.score(TEXTS, groups)
     assert_scores_close(on_the_fly.score(TEXTS, groups), reference)
     assert_scores_close(cached.score(TEXTS, groups), reference)
-    assert len(cached.cache) == len({c.entity_id for per in groups for g in per for c in g.candidates})
+    assert len(cached.labels.cache) == len({c.entity_id for per in groups for g in per for c in g.candidates})
     outside = [[MentionCandidates(g.mention, [dataclasses.replace(c, entity_id=f"outside:{c.entity_id}") if i % 2
                                               else c for i, c in enumerate(g.candidates)]) for g in per]
                for per in groups]  # every other candidate missing from the KB: embedded from its own fields
     assert_scores_close(precomputed.score(TEXTS, outside), reference)
-    kb_vectors = kb.vectors(precomputed.label_encoder, "entities", TEMPLATE).matrix
+    kb_vectors = kb.vectors(precomputed.labels.encoder, "entities", TEMPLATE).matrix
     direct = precomputed.gliner.model.encode_labels(kb.store.render(range(len(kb)), TEMPLATE)).float().numpy()
     assert np.abs(kb_vectors - direct).max() <= 1e-5
 

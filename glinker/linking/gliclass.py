@@ -10,14 +10,13 @@ once for the whole KB (kept with the loaded KB, like the GLiNER bi-encoder's lab
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..models.gliclass import GliclassClassEncoder, get_gliclass
-from ..types import Candidate, MentionCandidates
-from .inputs import candidate_text, candidate_vectors, marked_context
+from ..models.gliclass import class_encoder, get_gliclass
+from ..types import MentionCandidates
+from .inputs import CandidateVectors, candidate_chunks, marked_context
 
 
 @dataclass(frozen=True)
@@ -46,7 +45,7 @@ class GliclassLinkScorer:
         self.context_chars = context_chars
         self.classes = None
         if self.model.is_bi:
-            self.classes = ClassVectors(kb, GliclassClassEncoder(self.model), template, use_precomputed,
+            self.classes = CandidateVectors(kb, class_encoder(self.model), template, use_precomputed,
                                         cache_embeddings)
 
     def precompute(self, batch_size: int = 64, progress: bool = False) -> int:
@@ -66,7 +65,7 @@ class GliclassLinkScorer:
         """One prompt per mention and chunk of at most ``max_labels`` of its distinct candidates."""
         targets, prompts = [], []
         for t, m, candidates, context in contexts:
-            for classes, where, class_of in _chunks(candidates, self.template, self.max_labels):
+            for classes, where, class_of in candidate_chunks(candidates, self.template, self.max_labels):
                 targets.append(Target(t, m, where, class_of))
                 prompts.append(self.model.prompt(context, classes))
         ids = self.model.prompt_ids(prompts, self.max_length)
@@ -106,52 +105,3 @@ class GliclassLinkScorer:
             for b, i in enumerate(idx):
                 target = targets[i]
                 out[target.t][target.m][target.where] = probs[b, target.class_of]
-
-
-def _chunks(candidates: list[Candidate], template: str, size: int | None) -> Iterator[tuple[list[str], np.ndarray, np.ndarray]]:
-    """A mention's distinct candidates (by entity id) in chunks of ``size``: per chunk its distinct class
-    texts, the candidate positions it scores and, for each, the index of its class text."""
-    positions: dict[str, list[int]] = {}
-    for p, c in enumerate(candidates):
-        positions.setdefault(c.entity_id, []).append(p)
-    keys = list(positions)
-    size = size or len(keys)
-    for lo in range(0, len(keys), size):
-        chunk = keys[lo : lo + size]
-        texts = {k: candidate_text(candidates[positions[k][0]], template) for k in chunk}
-        classes = {x: i for i, x in enumerate(dict.fromkeys(texts.values()))}
-        where = np.array([p for k in chunk for p in positions[k]])
-        class_of = np.array([classes[texts[k]] for k in chunk for _ in positions[k]])
-        yield list(classes), where, class_of
-
-
-class ClassVectors:
-    """Class vectors of candidates: the KB's, made once for every entity (``use_precomputed``; a
-    candidate missing from the KB is embedded from its own fields), or embedded when needed (kept
-    when ``cache``)."""
-
-    def __init__(self, kb, encoder, template: str, use_precomputed: bool = True, cache: bool = False):
-        self.kb, self.encoder, self.template = kb, encoder, template
-        self.use_precomputed = use_precomputed
-        self.cache: dict[str, np.ndarray] | None = {} if cache else None
-        if use_precomputed:
-            kb.require_vectors(encoder.model_id, "labels", template)
-
-    def precompute(self, batch_size: int = 64, progress: bool = False) -> int:
-        if not self.use_precomputed:
-            return 0
-        return len(self.kb.vectors(self.encoder, "labels", self.template, batch_size=batch_size,
-                                   progress=progress).matrix)
-
-    def of(self, candidates: list[Candidate]) -> np.ndarray:
-        if self.use_precomputed:
-            return candidate_vectors(self.kb, self.encoder, "labels", self.template, candidates, self._embed)[0]
-        return self._embed([candidate_text(c, self.template) for c in candidates])
-
-    def _embed(self, texts: list[str]) -> np.ndarray:
-        if self.cache is None:
-            return self.encoder.encode(texts)
-        missing = [x for x in dict.fromkeys(texts) if x not in self.cache]
-        if missing:
-            self.cache.update(zip(missing, self.encoder.encode(missing), strict=True))
-        return np.stack([self.cache[x] for x in texts])

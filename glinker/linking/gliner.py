@@ -2,18 +2,19 @@
 
 Span representations are computed for the mention spans alone (glinker/models/gliner.py
 ``span_logits``); token-level models score the whole mention as gliner's token decoder scores a
-span. A mention that covers no word (only whitespace) is an InputError naming it. Bi-encoders take their label vectors from the KB (``use_precomputed``) or embed
-them with dynamic padding; uni-encoders put a mention's candidates in the prompt, ``max_labels`` at
-a time, with as much text around the mention as fits.
+span. A mention that covers no word (only whitespace) is an InputError naming it. Bi-encoders take
+their label vectors from the KB (``use_precomputed``) or embed them with dynamic padding;
+uni-encoders put a mention's candidates in the prompt, ``max_labels`` at a time, with as much text
+around the mention as fits.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..models.gliner import GlinerLabelEncoder, GlinerModel, Row, Words, get_gliner
+from ..models.gliner import GlinerModel, Row, Words, get_gliner, label_encoder
 from ..types import Candidate, MentionCandidates
-from .inputs import candidate_text, candidate_vectors
+from .inputs import CandidateVectors, candidate_chunks
 
 
 class GlinerLinkScorer:
@@ -24,25 +25,19 @@ class GlinerLinkScorer:
                  max_labels: int | None = None, use_precomputed: bool = True, cache_embeddings: bool = False,
                  quantize: str = "none"):
         """``model_name``: a GLiNER's name, or one already loaded (e.g. the model ``glinker train`` trains)."""
-        self.kb = kb
         loaded = isinstance(model_name, GlinerModel)
         self.gliner = model_name if loaded else get_gliner(model_name, device=device, token=token, quantize=quantize)
         self.template = template
         self.max_length = max_length
         self.batch_size = batch_size
         self.max_labels = max_labels
-        self.use_precomputed = use_precomputed
-        self.cache: dict[str, np.ndarray] | None = {} if cache_embeddings else None
-        self.label_encoder = GlinerLabelEncoder(self.gliner) if self.gliner.is_bi else None
-        if self.label_encoder is not None and use_precomputed:
-            kb.require_vectors(self.label_encoder.model_id, "labels", template)
+        self.labels = None
+        if self.gliner.is_bi:
+            self.labels = CandidateVectors(kb, label_encoder(self.gliner), template, use_precomputed, cache_embeddings)
 
     def precompute(self, batch_size: int = 64, progress: bool = False) -> int:
         """Embed every KB entity with the label encoder (bi-encoders with precomputed embeddings only)."""
-        if self.label_encoder is None or not self.use_precomputed:
-            return 0
-        vectors = self.kb.vectors(self.label_encoder, "labels", self.template, batch_size=batch_size, progress=progress)
-        return len(vectors.matrix)
+        return 0 if self.labels is None else self.labels.precompute(batch_size, progress)
 
     def score(self, texts: list[str], groups: list[list[MentionCandidates]]) -> list[list[np.ndarray]]:
         """Scores in [0, 1] for every candidate of every mention."""
@@ -107,17 +102,7 @@ class GlinerLinkScorer:
                 if not g.candidates:
                     continue
                 first, last = _mention_words(gliner, words[t], t, m, g)
-                positions: dict[str, list[int]] = {}
-                for p, c in enumerate(g.candidates):
-                    positions.setdefault(c.entity_id, []).append(p)
-                keys = list(positions)
-                size = self.max_labels or len(keys)
-                for lo in range(0, len(keys), size):
-                    chunk = keys[lo : lo + size]
-                    texts = [candidate_text(g.candidates[positions[k][0]], self.template) for k in chunk]
-                    labels = list(dict.fromkeys(texts))
-                    where = np.array([p for k in chunk for p in positions[k]])
-                    label_of = np.array([labels.index(x) for k, x in zip(chunk, texts, strict=True) for _ in positions[k]])
+                for labels, where, label_of in candidate_chunks(g.candidates, self.template, self.max_labels):
                     row = Row(t, first, last + 1, labels=labels)
                     row.spans.append((0, last - first))
                     row.targets.append((m, where, label_of))
@@ -134,7 +119,7 @@ class GlinerLinkScorer:
         """Label vectors ``[B, C, D]`` of each row's candidates, and the mask of real labels."""
         torch = self.gliner.torch
         keys = list(dict.fromkeys(k for r in rows for k in r.labels))
-        vectors = self._label_vectors([candidates[k] for k in keys])
+        vectors = self.labels.of([candidates[k] for k in keys])
         pad = len(keys)
         position = {k: i for i, k in enumerate(keys)}
         width = max(len(r.labels) for r in rows)
@@ -144,21 +129,6 @@ class GlinerLinkScorer:
         table = torch.from_numpy(np.vstack([vectors, np.zeros((1, vectors.shape[1]), dtype=np.float32)]))
         gather_t = torch.from_numpy(gather)
         return table[gather_t].to(self.gliner.device), (gather_t != pad).to(self.gliner.device)
-
-    def _label_vectors(self, candidates: list[Candidate]) -> np.ndarray:
-        """Precomputed KB vectors (a candidate missing from the KB embedded now), or all embedded now."""
-        if self.use_precomputed:
-            return candidate_vectors(self.kb, self.label_encoder, "labels", self.template, candidates, self._embed)[0]
-        return self._embed([candidate_text(c, self.template) for c in candidates])
-
-    def _embed(self, texts: list[str]) -> np.ndarray:
-        """Label vectors of candidate texts, from and into the cache when ``cache_embeddings``."""
-        if self.cache is None:
-            return self.label_encoder.encode(texts)
-        missing = [x for x in dict.fromkeys(texts) if x not in self.cache]
-        if missing:
-            self.cache.update(zip(missing, self.label_encoder.encode(missing), strict=True))
-        return np.stack([self.cache[x] for x in texts])
 
 
 def _mention_words(gliner: GlinerModel, words: Words, t: int, m: int, g: MentionCandidates) -> tuple[int, int]:

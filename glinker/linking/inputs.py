@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -62,3 +62,53 @@ def with_retrieval(candidates: list[Candidate], scores: np.ndarray, weight: floa
     """``weight`` x each candidate's L2 retrieval score (clipped to [0, 1]) + the rest x its model score."""
     retrieval = np.clip(np.array([c.score for c in candidates], dtype=np.float64), 0.0, 1.0)
     return weight * retrieval + (1 - weight) * np.asarray(scores, dtype=np.float64)
+
+
+def candidate_chunks(candidates: list[Candidate], template: str,
+                     size: int | None) -> Iterator[tuple[list[str], np.ndarray, np.ndarray]]:
+    """A mention's distinct candidates (by entity id) in chunks of ``size``: per chunk its distinct
+    label texts, the candidate positions it scores and, for each, the index of its label text."""
+    positions: dict[str, list[int]] = {}
+    for p, c in enumerate(candidates):
+        positions.setdefault(c.entity_id, []).append(p)
+    keys = list(positions)
+    size = size or len(keys)
+    for lo in range(0, len(keys), size):
+        chunk = keys[lo : lo + size]
+        texts = {k: candidate_text(candidates[positions[k][0]], template) for k in chunk}
+        classes = {x: i for i, x in enumerate(dict.fromkeys(texts.values()))}
+        where = np.array([p for k in chunk for p in positions[k]])
+        class_of = np.array([classes[texts[k]] for k in chunk for _ in positions[k]])
+        yield list(classes), where, class_of
+
+
+class CandidateVectors:
+    """The label (GLiNER) or class (GLiClass) vectors of candidates for a bi-encoder: the KB's, made once
+    for every entity (``use_precomputed``; a candidate missing from the KB is embedded from its own
+    fields), or embedded when needed (kept when ``cache``)."""
+
+    def __init__(self, kb, encoder, template: str, use_precomputed: bool = True, cache: bool = False):
+        self.kb, self.encoder, self.template = kb, encoder, template
+        self.use_precomputed = use_precomputed
+        self.cache: dict[str, np.ndarray] | None = {} if cache else None
+        if use_precomputed:
+            kb.require_vectors(encoder.model_id, "labels", template)
+
+    def precompute(self, batch_size: int = 64, progress: bool = False) -> int:
+        if not self.use_precomputed:
+            return 0
+        return len(self.kb.vectors(self.encoder, "labels", self.template, batch_size=batch_size,
+                                   progress=progress).matrix)
+
+    def of(self, candidates: list[Candidate]) -> np.ndarray:
+        if self.use_precomputed:
+            return candidate_vectors(self.kb, self.encoder, "labels", self.template, candidates, self._embed)[0]
+        return self._embed([candidate_text(c, self.template) for c in candidates])
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        if self.cache is None:
+            return self.encoder.encode(texts)
+        missing = [x for x in dict.fromkeys(texts) if x not in self.cache]
+        if missing:
+            self.cache.update(zip(missing, self.encoder.encode(missing), strict=True))
+        return np.stack([self.cache[x] for x in texts])

@@ -84,3 +84,17 @@ class TransformersModel(LoadedModel):
         with self.lock:
             return self.tokenizer(*texts, padding=True, truncation=True, max_length=max_length,
                                   return_tensors="pt").to(self.device)
+
+
+class EntityTextEncoder:
+    """One encoder of a loaded model (GLiNER labels, GLiClass classes), as ``KnowledgeBase.vectors``
+    takes an encoder of KB entity texts; ``model_id`` keys the vectors kept with the KB."""
+
+    def __init__(self, kind: str, model: LoadedModel, encode: Callable[..., np.ndarray], dim: int):
+        self.model_id, self.dim = f"{kind}:{model.model_id}", dim
+        self._encode = encode
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False,
+               desc: str | None = None) -> np.ndarray:
+        named = {} if desc is None else {"desc": desc}  # else the model's own progress description
+        return self._encode(texts, batch_size=batch_size, progress=progress, **named)

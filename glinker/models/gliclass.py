@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..errors import ConfigError, LimitError
-from .base import LoadedModel
+from .base import EntityTextEncoder, LoadedModel
 from .quantize import quantize_loaded
 from .resolve import ResolvedModel, resolve_model
 
@@ -152,14 +152,6 @@ def get_gliclass(name: str, device: str = "cpu", token: str | None = None, quant
     return GliclassModel.get(name, device, token, quantize=quantize)
 
 
-class GliclassClassEncoder:
-    """The class encoder of a bi-encoder GLiClass, as an encoder of KB entity texts (``KnowledgeBase.vectors``)."""
-
-    def __init__(self, model: GliclassModel):
-        self.model = model
-        self.model_id = f"gliclass-classes:{model.model_id}"
-        self.dim = model.dim
-
-    def encode(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False,
-               desc: str = "embedding classes") -> np.ndarray:
-        return self.model.encode_classes(texts, batch_size=batch_size, progress=progress, desc=desc)
+def class_encoder(model: GliclassModel) -> EntityTextEncoder:
+    """The class encoder of a bi-encoder GLiClass, as an encoder of KB entity texts."""
+    return EntityTextEncoder("gliclass-classes", model, model.encode_classes, model.dim)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ConfigError, InputError, LimitError
-from .base import LoadedModel
+from .base import EntityTextEncoder, LoadedModel
 from .quantize import quantize_loaded
 from .resolve import ResolvedModel
 
@@ -316,14 +316,6 @@ def get_gliner(name: str, device: str = "cpu", token: str | None = None, quantiz
     return GlinerModel.get(name, device, token, quantize=quantize)
 
 
-class GlinerLabelEncoder:
-    """The label encoder of a bi-encoder GLiNER, as an encoder of KB entity texts (``KnowledgeBase.vectors``)."""
-
-    def __init__(self, gliner: GlinerModel):
-        self.gliner = gliner
-        self.model_id = f"gliner-labels:{gliner.model_id}"
-        self.dim = gliner.label_dim
-
-    def encode(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False,
-               desc: str = "embedding labels") -> np.ndarray:
-        return self.gliner.encode_labels(texts, batch_size=batch_size, progress=progress, desc=desc)
+def label_encoder(model: GlinerModel) -> EntityTextEncoder:
+    """The label encoder of a bi-encoder GLiNER, as an encoder of KB entity texts."""
+    return EntityTextEncoder("gliner-labels", model, model.encode_labels, model.label_dim)
