@@ -291,3 +291,22 @@ def test_approximate_indexes_follow_updates(tmp_path, index_type):
         index = opened.vector_index(HashEncoder(), "names", index_type=index_type)
         _, rows = index.search(HashEncoder().encode(["Lutetia"]), 1)
         assert opened.store.names[int(rows[0, 0])] == "Lutetia"
+
+
+def test_vector_search_finds_live_names_past_many_retired_ones(monkeypatch):
+    """Overwritten and removed entities keep their names in the vector index until the KB is compacted;
+    the faiss layer must search past them, not fill its top_k with them and return nothing live."""
+    from glinker.retrievers import vectors
+
+    monkeypatch.setattr(vectors, "get_encoder", lambda *args, **kwargs: HashEncoder())
+    config = model_free_config()
+    config["nodes"][1]["config"] = {"layers": [{"type": "faiss", "top_k": 1}],
+                                    "embeddings": {"enabled": True, "model_name": "hash"}}
+    executor = DAGExecutor(config)
+    executor.load_entities([{"entity_id": f"P{i}", "label": "Paris", "description": "city"} for i in range(40)])
+    executor.load_entities([{"entity_id": f"P{i}", "label": "Lutetia", "description": "old"} for i in range(20)],
+                           overwrite=True)
+    executor.remove_entities([f"P{i}" for i in range(20, 39)])
+    ctx = executor.execute({"texts": ["Paris"]})
+    candidates = [c.entity_id for g in ctx.get("l2_result").candidates[0] for c in g.candidates]
+    assert candidates == ["P39"]  # the only live "Paris" (the 39 others retired behind it in the index)
