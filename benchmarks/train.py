@@ -10,7 +10,9 @@ configs/medic.yaml and runs the same evaluation as benchmarks/accuracy.py:
   ``--ner-merge first|longest``: the gazetteer's mentions and GLiNER's merged (``l1_merge``).
 - ``--linker DIR``: the trained cross-encoder as L3 (``backend: cross_encoder``, the template and
   context of configs/train/bc5cdr_linker.yaml) instead of the dense backend, with
-  ``--linker-weight`` of the L2 retrieval score mixed in and ``--linker-threshold``.
+  ``--linker-weight`` of the L2 retrieval score mixed in.
+- ``--l3-threshold T``: the L3 threshold, whatever the backend (default: configs/medic.yaml's 0.5); tune it
+  on dev with the best-F1 threshold the report prints, then use it on test.
 - ``--train``: first runs ``glinker train`` with configs/train/*.yaml (long: see README).
 
     python benchmarks/train.py --retriever runs/retriever/model --ner runs/ner/model [--split test]
@@ -55,7 +57,7 @@ def merged_l1(config: dict, gliner: dict, overlaps: str) -> None:
 
 
 def pipeline(encoder: str | None, ner: str | None, threshold: float, linker: dict | None = None,
-             merge: str | None = None) -> dict:
+             merge: str | None = None, l3_threshold: float | None = None) -> dict:
     """configs/medic.yaml with the trained encoder, GLiNER L1 (alone or merged with the gazetteer's
     mentions) and/or cross-encoder L3 swapped in."""
     config = copy.deepcopy(yaml.safe_load((ROOT / "configs" / "medic.yaml").read_text()))
@@ -71,6 +73,8 @@ def pipeline(encoder: str | None, ner: str | None, threshold: float, linker: dic
     if linker is not None:
         nodes["l3"]["config"] = {"backend": "cross_encoder", "context_chars": 100, "max_length": 64,
                                  "batch_size": 64, **linker}
+    if l3_threshold is not None:
+        nodes["l3"]["config"]["threshold"] = l3_threshold
     return config
 
 
@@ -81,9 +85,9 @@ def run(args: argparse.Namespace) -> dict:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "pipeline.yaml"
-        linker = {"model_name": args.linker, "threshold": args.linker_threshold,
-                  "retrieval_weight": args.linker_weight} if args.linker else None
-        path.write_text(yaml.safe_dump(pipeline(args.retriever, args.ner, args.threshold, linker, args.ner_merge)))
+        linker = {"model_name": args.linker, "retrieval_weight": args.linker_weight} if args.linker else None
+        config = pipeline(args.retriever, args.ner, args.threshold, linker, args.ner_merge, args.l3_threshold)
+        path.write_text(yaml.safe_dump(config))
         modes = ["end_to_end"] if args.ner else ["gold_mentions", "end_to_end"]
         for mode in modes:
             report = evaluate(path, kb_dir, BC5CDR, split=args.split, gold_mentions=mode == "gold_mentions",
@@ -111,7 +115,7 @@ def main() -> None:
                         help="with --ner: L1 is the gazetteer's mentions merged with GLiNER's (l1_merge overlaps)")
     parser.add_argument("--linker", help="trained cross-encoder folder for L3 (default: the dense backend)")
     parser.add_argument("--linker-weight", type=float, default=0.0, help="L3 retrieval_weight with --linker")
-    parser.add_argument("--linker-threshold", type=float, default=0.5, help="L3 threshold with --linker")
+    parser.add_argument("--l3-threshold", type=float, help="L3 threshold (default: configs/medic.yaml's)")
     parser.add_argument("--split", default="test")
     parser.add_argument("--limit", type=int)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -124,8 +128,8 @@ def main() -> None:
     results = run(args)
     print(orjson.dumps({"benchmark": "train", "retriever": args.retriever or MINILM, "ner": args.ner,
                         "ner_merge": args.ner_merge,
-                        "linker": args.linker and {"model": args.linker, "retrieval_weight": args.linker_weight,
-                                                   "threshold": args.linker_threshold},
+                        "linker": args.linker and {"model": args.linker, "retrieval_weight": args.linker_weight},
+                        "l3_threshold": args.l3_threshold,
                         "split": args.split, "results": results}).decode())
 
 
