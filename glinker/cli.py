@@ -94,6 +94,7 @@ def cmd_kb_build(args: argparse.Namespace) -> int:
         manifest = build_kb_dir(
             args.entities, out, args.encoder, template=args.template, index_type=args.index,
             batch_size=args.batch_size, device=args.device, dtype=args.dtype, kinds=kinds, quantize=args.quantize,
+            runtime=args.runtime,
             on_error="skip" if args.rejects else "raise", rejects_path=args.rejects, progress=not args.quiet,
         )
     summary = {k: manifest[k] for k in ("count", "names", "encoder", "template", "dim", "dtype", "build_seconds")}
@@ -268,6 +269,8 @@ def add_kb(sub) -> None:
     build.add_argument("--dtype", default="float32", choices=["float32", "float16"], help="stored vector precision")
     build.add_argument("--quantize", default="none", choices=["none", "int8"],
                        help="encoder weights: int8 runs it with torch dynamic quantization (CPU; default: %(default)s)")
+    build.add_argument("--runtime", default="torch", choices=["torch", "onnx"],
+                       help="what runs the encoder: onnx is ONNX Runtime (CPU; extra 'onnx'; default: %(default)s)")
     build.add_argument("--rejects", help="skip bad rows and write them here (default: stop at the first bad row)")
     build.add_argument("--quiet", action="store_true", help="no progress bars")
     build.set_defaults(func=cmd_kb_build)

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
 
 from . import registry
+from .models.onnx import check_runtime
 from .models.quantize import check_quantize
 
 # Bounds on per-mention and per-text work: more is a ConfigError at load (or a LimitError at run time),
@@ -29,6 +30,9 @@ Float = Annotated[float, Strict()]
 # a model's weights: "none" (float32) or "int8" (torch dynamic quantization, CPU; glinker/models/quantize.py)
 Quantize = Annotated[str, AfterValidator(check_quantize)]
 QUANTIZE_FIELD = Field("none", description="none | int8: int8 weights on CPU (torch dynamic quantization)")
+# what runs a sentence encoder or cross-encoder: torch, or ONNX Runtime on CPU (extra "onnx"; glinker/models/onnx.py)
+Runtime = Annotated[str, AfterValidator(check_runtime)]
+RUNTIME_FIELD = Field("torch", description="torch | onnx: ONNX Runtime on CPU (dense and cross_encoder models)")
 
 # Keys of glinker 0.1.x configs accepted without effect, per model (README, "Accepted for glinker
 # 0.1.x compatibility", says why each does nothing).
@@ -167,6 +171,7 @@ class EmbeddingConfig(StrictModel):
     device: str = "cpu"
     max_length: Int = Field(128, ge=8)
     quantize: Quantize = QUANTIZE_FIELD
+    runtime: Runtime = RUNTIME_FIELD
 
 
 class L2LayerConfig(StrictModel):
@@ -261,6 +266,7 @@ class L3Config(StrictModel):
         True, description="mentions of a text with the same surface, or an abbreviation and its long form, agree"
     )
     quantize: Quantize = QUANTIZE_FIELD
+    runtime: Runtime = RUNTIME_FIELD
 
 
 class L4Config(StrictModel):
@@ -276,6 +282,7 @@ class L4Config(StrictModel):
     max_length: Int | None = Field(512, ge=16)
     batch_size: Int = Field(8, ge=1)
     quantize: Quantize = QUANTIZE_FIELD
+    runtime: Runtime = RUNTIME_FIELD
 
 
 class L5RelexConfig(StrictModel):

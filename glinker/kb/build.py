@@ -24,6 +24,7 @@ def build_kb_dir(
     max_length: int = 128,
     progress: bool = True,
     quantize: str = "none",
+    runtime: str = "torch",
 ) -> dict[str, Any]:
     """Load ``entities``, embed every name and/or entity text, build the FAISS index, write ``out_dir``."""
     from ..models.encoder import get_encoder
@@ -33,7 +34,7 @@ def build_kb_dir(
     started = time.perf_counter()
     kb = KnowledgeBase()
     report = kb.load(entities, on_error=on_error, rejects_path=rejects_path)
-    encoder = get_encoder(encoder_name, device=device, max_length=max_length, quantize=quantize)
+    encoder = get_encoder(encoder_name, device=device, max_length=max_length, quantize=quantize, runtime=runtime)
     for kind in kinds:
         kb.vectors(encoder, kind, template, batch_size=batch_size, progress=progress)
     if "names" in kinds:

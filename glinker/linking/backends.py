@@ -38,7 +38,7 @@ def _dense(config, template: str, kb, max_labels: int | None) -> DenseScorer:
     return DenseScorer(kb, config.model_name, template, device=config.device, max_length=config.max_length or 256,
                        context_chars=config.context_chars, retrieval_weight=weight,
                        batch_size=config.batch_size, hierarchy=config.hierarchy, support_weight=config.support_weight,
-                       quantize=config.quantize)
+                       quantize=config.quantize, runtime=config.runtime)
 
 
 def _gliner(config, template: str, kb, max_labels: int | None) -> GlinerLinkScorer:
@@ -52,7 +52,8 @@ def _gliner(config, template: str, kb, max_labels: int | None) -> GlinerLinkScor
 def _cross_encoder(config, template: str, kb, max_labels: int | None) -> CrossEncoderScorer:
     return CrossEncoderScorer(config.model_name, template, device=config.device, max_length=config.max_length or 512,
                               batch_size=config.batch_size, token=_token(config),
-                              context_chars=getattr(config, "context_chars", 100), quantize=config.quantize)
+                              context_chars=getattr(config, "context_chars", 100), quantize=config.quantize,
+                              runtime=config.runtime)
 
 
 def _gliclass(config, template: str, kb, max_labels: int | None) -> GliclassLinkScorer:
@@ -76,6 +77,8 @@ def make_scorer(backend: str, config, template: str, kb, max_labels: int | None 
     """The scorer of ``backend`` for an L3 or L4 ``config`` (models load here, once)."""
     if backend not in BACKENDS:
         raise ConfigError(f"unknown linking backend {backend!r}; expected one of {sorted(BACKENDS)}")
+    if config.runtime != "torch" and backend not in ("dense", "cross_encoder"):
+        raise ConfigError(f"runtime {config.runtime!r} runs the dense and cross_encoder backends, not {backend!r}")
     scorer = BACKENDS[backend](config, template, kb, max_labels)
     weight = getattr(config, "retrieval_weight", None)
     return RetrievalMix(scorer, weight) if backend != "dense" and weight else scorer

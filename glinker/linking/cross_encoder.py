@@ -17,8 +17,9 @@ from .inputs import candidate_text, marked_context
 
 class CrossEncoderScorer:
     def __init__(self, model_name: str, template: str, device: str = "cpu", max_length: int = 512,
-                 batch_size: int = 32, token: str | None = None, context_chars: int = 100, quantize: str = "none"):
-        self.classifier = get_pair_classifier(model_name, device=device, token=token, quantize=quantize)
+                 batch_size: int = 32, token: str | None = None, context_chars: int = 100, quantize: str = "none",
+                 runtime: str = "torch"):
+        self.classifier = get_pair_classifier(model_name, device=device, token=token, quantize=quantize, runtime=runtime)
         self.template = template
         self.max_length = max_length
         self.batch_size = batch_size

@@ -25,9 +25,11 @@ from .inputs import candidate_vectors, context_window, with_retrieval
 class DenseScorer:
     def __init__(self, kb, model_name: str, template: str, device: str = "cpu", max_length: int = 256,
                  context_chars: int = 100, retrieval_weight: float = 0.8, batch_size: int = 32,
-                 hierarchy=None, support_weight: float = 0.1, quantize: str = "none"):
+                 hierarchy=None, support_weight: float = 0.1, quantize: str = "none",
+                 runtime: str = "torch"):
         self.kb = kb
-        self.encoder = get_encoder(model_name, device=device, max_length=min(max_length, 512), quantize=quantize)
+        self.encoder = get_encoder(model_name, device=device, max_length=min(max_length, 512), quantize=quantize,
+                                   runtime=runtime)
         self.template = template
         kb.require_vectors(self.encoder.model_id, "entities", template)
         self.context_chars = context_chars

@@ -9,14 +9,15 @@ from __future__ import annotations
 import numpy as np
 
 from .base import TransformersModel
-from .quantize import quantize_loaded
+from .onnx import runtime_loaded
 
 POSITIVE_NAMES = ("entailment", "positive", "relevant", "yes", "true")
 
 
 class PairClassifier(TransformersModel):
-    def __init__(self, name: str, device: str = "cpu", token: str | None = None, quantize: str = "none"):
-        self.quantize = quantize
+    def __init__(self, name: str, device: str = "cpu", token: str | None = None, quantize: str = "none",
+                 runtime: str = "torch"):
+        self.quantize, self.runtime = quantize, runtime
         super().__init__(name, device, token)
         labels = {str(name).lower(): int(i) for i, name in self.model.config.id2label.items()}
         self.num_labels = int(self.model.config.num_labels)
@@ -28,7 +29,7 @@ class PairClassifier(TransformersModel):
         return AutoModelForSequenceClassification
 
     def load(self, resolved, token):
-        return quantize_loaded(self, super().load(resolved, token), resolved.path)
+        return runtime_loaded(self, super().load(resolved, token), resolved.path, "logits")
 
     def score_pairs(self, pairs: list[tuple[str, str]], batch_size: int = 32, max_length: int = 512) -> np.ndarray:
         """A score in [0, 1] per pair, in input order; pairs of similar length are batched together."""
@@ -48,6 +49,6 @@ class PairClassifier(TransformersModel):
 
 
 def get_pair_classifier(name: str, device: str = "cpu", token: str | None = None,
-                        quantize: str = "none") -> PairClassifier:
-    """One cross-encoder per (model, device, quantize), shared by L3 and L4 and every executor."""
-    return PairClassifier.get(name, device, token, quantize=quantize)
+                        quantize: str = "none", runtime: str = "torch") -> PairClassifier:
+    """One cross-encoder per (model, device, quantize, runtime), shared by L3 and L4 and every executor."""
+    return PairClassifier.get(name, device, token, quantize=quantize, runtime=runtime)

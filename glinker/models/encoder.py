@@ -11,14 +11,14 @@ from collections.abc import Sequence
 import numpy as np
 
 from .base import TransformersModel
-from .quantize import quantize_loaded
+from .onnx import runtime_loaded
 
 
 class TextEncoder(TransformersModel):
     def __init__(self, name: str, device: str = "cpu", max_length: int = 256, token: str | None = None,
-                 quantize: str = "none"):
+                 quantize: str = "none", runtime: str = "torch"):
         self.max_length = max_length
-        self.quantize = quantize
+        self.quantize, self.runtime = quantize, runtime
         super().__init__(name, device, token)
         self.dim = int(self.model.config.hidden_size)
 
@@ -28,7 +28,7 @@ class TextEncoder(TransformersModel):
         return AutoModel
 
     def load(self, resolved, token):
-        return quantize_loaded(self, super().load(resolved, token), resolved.path)
+        return runtime_loaded(self, super().load(resolved, token), resolved.path, "last_hidden_state")
 
     def encode(
         self, texts: Sequence[str], batch_size: int = 64, progress: bool = False, desc: str = "encoding"
@@ -49,6 +49,6 @@ class TextEncoder(TransformersModel):
 
 
 def get_encoder(name: str, device: str = "cpu", max_length: int = 256, token: str | None = None,
-                quantize: str = "none") -> TextEncoder:
-    """One encoder instance per (model, device, max_length, quantize), shared across layers and executors."""
-    return TextEncoder.get(name, device, token, max_length=max_length, quantize=quantize)
+                quantize: str = "none", runtime: str = "torch") -> TextEncoder:
+    """One encoder instance per (model, device, max_length, quantize, runtime), shared across layers and executors."""
+    return TextEncoder.get(name, device, token, max_length=max_length, quantize=quantize, runtime=runtime)

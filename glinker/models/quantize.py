@@ -83,11 +83,16 @@ def int8_model(model, source: Path | None):
 def _save_atomically(state: dict, path: Path) -> None:
     import torch
 
+    write_atomically(path, lambda tmp: torch.save(state, tmp))
+
+
+def write_atomically(path: Path, write) -> None:
+    """``write(tmp)`` to a temporary file beside ``path``, then moved to ``path`` (readers never see half a file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     os.close(handle)
     try:
-        torch.save(state, tmp)
+        write(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -22,7 +22,8 @@ class VectorRetriever(Retriever):
         super().__init__(layer, chain, kb)
         emb = chain.encoder
         self.batch_size = emb.batch_size
-        self.encoder = get_encoder(emb.model_name, device=emb.device, max_length=emb.max_length, quantize=emb.quantize)
+        self.encoder = get_encoder(emb.model_name, device=emb.device, max_length=emb.max_length, quantize=emb.quantize,
+                                   runtime=emb.runtime)
         kb.require_vectors(self.encoder.model_id, "names")
 
     def search(self, queries: list[Query]) -> list[Hits]:
