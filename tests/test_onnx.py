@@ -113,11 +113,15 @@ def test_onnx_keeps_candidates_and_links_on_example_kb(source, example_kb_path, 
         assert abs(a.score - b.score) <= VECTOR_TOLERANCE
 
 
-def test_kb_build_with_onnx_records_the_torch_encoder_id(source, tmp_path, example_kb_path, onnx_runtime):
-    from glinker.kb.build import build_kb_dir
+def test_kb_build_runtime_onnx_records_the_torch_encoder_id(source, tmp_path, example_kb_path, onnx_runtime):
+    import orjson
 
-    manifest = build_kb_dir(example_kb_path, tmp_path / "kb", source, runtime="onnx", progress=False)
-    assert manifest["encoder"] == TextEncoder(source).model_id
+    from glinker.cli import main
+
+    out = tmp_path / "kb"
+    assert main(["kb", "build", "--entities", str(example_kb_path), "--out", str(out), "--encoder", source,
+                 "--runtime", "onnx", "--quiet"]) == 0
+    assert orjson.loads((out / "manifest.json").read_bytes())["encoder"] == TextEncoder(source).model_id
 
 
 @pytest.mark.parametrize("node, key", [("l3", "runtime"), ("l2", "embeddings.runtime")])
