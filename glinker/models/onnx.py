@@ -51,17 +51,19 @@ def runtime_loaded(loaded, model, source: Path | None, output: str):
         raise ConfigError(f"model {loaded.name!r}: runtime 'onnx' runs on the CPU only, not on {loaded.device!r}")
     if mode == "int8":
         loaded.model_id = f"{loaded.model_id}+onnx-int8"
-    session = onnx_session(model, loaded.tokenizer, source, output, mode)
+    session = onnx_session(model, loaded.tokenizer, source, output, mode, loaded.workers)
     log.info("model %s runs on ONNX Runtime (%s)", loaded.name, "int8" if mode == "int8" else "float32")
     return OnnxModel(session, model.config, output)
 
 
-def onnx_session(model, tokenizer, source: Path | None, output: str, mode: str = "none"):
-    """An ONNX Runtime session of ``model``, exported (and quantized) once into the source's cache."""
+def onnx_session(model, tokenizer, source: Path | None, output: str, mode: str = "none", workers: int = 1):
+    """An ONNX Runtime session of ``model``, exported (and quantized) once into the source's cache, for
+    ``workers`` batches at once."""
     if source is None:  # a hub download: nothing of ours to key the cache on, export for this process only
         with tempfile.TemporaryDirectory() as folder:
-            return _session(_onnx_file(model, tokenizer, output, Path(folder) / "model", mode))
-    return _session(_onnx_file(model, tokenizer, output, cache_folder(source) / source_checksum(source), mode))
+            return _session(_onnx_file(model, tokenizer, output, Path(folder) / "model", mode), workers)
+    stem = cache_folder(source) / source_checksum(source)
+    return _session(_onnx_file(model, tokenizer, output, stem, mode), workers)
 
 
 class OnnxModel:
@@ -147,11 +149,13 @@ def _quiet():
         logging.disable(previous)
 
 
-def _session(path: Path):
+def _session(path: Path, workers: int):
+    """torch's threads shared among the batches that run at once: with two batches on two cores, one
+    thread each was 1.26x faster than two each (float32; 1.38x int8, benchmarks/onnx_encoder.py)."""
     import onnxruntime
     import torch
 
     options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
+    options.intra_op_num_threads = max(1, torch.get_num_threads() // workers)
     options.inter_op_num_threads = 1
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
