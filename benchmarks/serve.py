@@ -74,8 +74,8 @@ async def send(client: httpx.AsyncClient, doc: dict) -> tuple[float, int, dict |
     started = time.perf_counter()
     try:
         response = await client.post("/link", json={"texts": [doc["text"]], "ids": [doc["id"]]})
-    except httpx.HTTPError:
-        return time.perf_counter() - started, 0, None, False
+    except httpx.HTTPError as exc:  # the result is then the error's kind (ReadTimeout, ConnectError, ...)
+        return time.perf_counter() - started, 0, type(exc).__name__, False
     seconds = time.perf_counter() - started
     result = response.json()["results"][0] if response.status_code == 200 else None
     return seconds, response.status_code, result, "retry-after" in response.headers
@@ -113,6 +113,15 @@ def phase(url: str, docs: list[dict], clients: int, expected: dict) -> dict:
             "errors": sum(a[1] != 200 for a in answers), "mismatches": wrong(answers, docs, expected)}
 
 
+def failures(answers: list) -> dict:
+    """Requests that got no HTTP answer, by error kind: count and the longest wait (s)."""
+    kinds: dict[str, list[float]] = {}
+    for seconds, status, kind, _ in answers:
+        if status == 0:
+            kinds.setdefault(kind, []).append(seconds)
+    return {k: {"count": len(v), "max_seconds": round(max(v), 1)} for k, v in kinds.items()}
+
+
 def overload(url: str, docs: list[dict], args, pid: int, expected: dict) -> dict:
     rss = [round(rss_mib(pid), 1)]
 
@@ -124,6 +133,7 @@ def overload(url: str, docs: list[dict], args, pid: int, expected: dict) -> dict
     statuses = Counter(a[1] for a in answers)
     return {"clients": args.overload_clients, "requests": args.overload_requests, "seconds": round(seconds, 2),
             "ok": statuses[200], "queue_full": statuses[429], "timeouts_or_transport_errors": statuses[0],
+            "failed_by_kind": failures(answers),
             "other": {str(k): v for k, v in statuses.items() if k not in (0, 200, 429)},
             "429_without_retry_after": sum(1 for a in answers if a[1] == 429 and not a[3]),
             "mismatches": wrong(answers, docs, expected), "rss_mib_every_2000": rss}

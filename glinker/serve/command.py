@@ -69,7 +69,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     app = create_app(checker, load, ServeOptions(limits, read_key(args.api_key_file)), stop)
     server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, access_log=False,
-                                           timeout_graceful_shutdown=DRAIN_SECONDS, log_level=args.log_level))
+                                           timeout_graceful_shutdown=DRAIN_SECONDS, log_level=args.log_level,
+                                           timeout_keep_alive=args.keep_alive_seconds))
     # uvicorn drains on SIGTERM, then raises the signal again once its own handler is gone: answered by
     # this no-op, so a drained server exits 0
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
@@ -109,6 +110,9 @@ def add_serve(sub) -> None:
                        help="local: batches in this process; ray: Ray Serve replicas (default: %(default)s)")
     serve.add_argument("--replicas", type=positive, default=1, help="ray: pipeline replicas (default: %(default)s)")
     serve.add_argument("--ray-address", help="ray: cluster to join, e.g. auto (default: start a local Ray instance)")
+    serve.add_argument("--keep-alive-seconds", type=float, default=75, help="how long an idle client connection "
+                       "stays open; above the idle timeout of a proxy in front, so the server never closes a "
+                       "connection a client is reusing (default: %(default)s)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                        help="server log level (default: %(default)s)")
     serve.set_defaults(func=cmd_serve)
