@@ -16,7 +16,7 @@ import orjson
 
 from .errors import GlinkerError
 from .inputs import DEFAULT_MAX_TEXT_CHARS
-from .serve.command import add_serve
+from .serve.command import add_serve, positive
 from .train.command import add_train
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -94,7 +94,7 @@ def cmd_kb_build(args: argparse.Namespace) -> int:
         manifest = build_kb_dir(
             args.entities, out, args.encoder, template=args.template, index_type=args.index,
             batch_size=args.batch_size, device=args.device, dtype=args.dtype, kinds=kinds, quantize=args.quantize,
-            runtime=args.runtime,
+            runtime=args.runtime, recall_target=args.recall_target, search=search_overrides(args),
             on_error="skip" if args.rejects else "raise", rejects_path=args.rejects, progress=not args.quiet,
         )
     summary = {k: manifest[k] for k in ("count", "names", "encoder", "template", "dim", "dtype", "build_seconds")}
@@ -103,6 +103,19 @@ def cmd_kb_build(args: argparse.Namespace) -> int:
     summary["load_report"] = manifest["load_report"]
     print(orjson.dumps(summary).decode())
     return 0
+
+
+def probability(value: str) -> float:
+    number = float(value)
+    if not 0 < number <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {number}")
+    return number
+
+
+def search_overrides(args: argparse.Namespace) -> dict[str, int]:
+    """The index search parameters fixed on the command line (none: tuned to ``--recall-target``)."""
+    given = {"nprobe": args.nprobe, "k_factor": args.k_factor, "efSearch": args.ef_search}
+    return {key: value for key, value in given.items() if value is not None}
 
 
 def cmd_kb_update(args: argparse.Namespace) -> int:
@@ -271,6 +284,11 @@ def add_kb(sub) -> None:
                        help="encoder weights: int8 runs it with torch dynamic quantization (CPU; default: %(default)s)")
     build.add_argument("--runtime", default="torch", choices=["torch", "onnx"],
                        help="what runs the encoder: onnx is ONNX Runtime (CPU; extra 'onnx'; default: %(default)s)")
+    build.add_argument("--recall-target", type=probability, help="ivf: recall@30 against exact search that nprobe "
+                       "and k_factor are tuned to, on held-out KB vectors (default: 0.95)")
+    build.add_argument("--nprobe", type=positive, help="ivf: inverted lists searched per query, fixed (no tuning)")
+    build.add_argument("--k-factor", type=positive, help="ivf: hits re-scored exactly per hit asked, fixed (no tuning)")
+    build.add_argument("--ef-search", type=positive, help="hnsw: efSearch, fixed")
     build.add_argument("--rejects", help="skip bad rows and write them here (default: stop at the first bad row)")
     build.add_argument("--quiet", action="store_true", help="no progress bars")
     build.set_defaults(func=cmd_kb_build)

@@ -310,3 +310,22 @@ def test_vector_search_finds_live_names_past_many_retired_ones(monkeypatch):
     ctx = executor.execute({"texts": ["Paris"]})
     candidates = [c.entity_id for g in ctx.get("l2_result").candidates[0] for c in g.candidates]
     assert candidates == ["P39"]  # the only live "Paris" (the 39 others retired behind it in the index)
+
+
+def test_kb_build_options_fix_or_tune_the_ivf_search(tmp_path, monkeypatch):
+    """`glinker kb build --nprobe/--k-factor` fix the search parameters (no tuning); `--recall-target` is what
+    they are tuned to; both are recorded in the manifest and used when the kb_dir is opened."""
+    monkeypatch.setattr("glinker.models.encoder.get_encoder", lambda *args, **kwargs: HashEncoder())
+    rows = tmp_path / "rows.jsonl"
+    rows.write_bytes(b"\n".join(orjson.dumps({"entity_id": f"E{i}", "label": f"name {i}"}) for i in range(400)))
+    base = ["kb", "build", "--entities", str(rows), "--index", "ivf", "--quiet", "--encoder", "hash"]
+    assert main([*base, "--out", str(tmp_path / "fixed"), "--nprobe", "3", "--k-factor", "5"]) == 0
+    params = orjson.loads((tmp_path / "fixed" / "manifest.json").read_bytes())["index"]["params"]
+    assert params["nprobe"] == 3 and params["k_factor"] == 5 and "recall_target" not in params
+    assert KnowledgeBase.open(tmp_path / "fixed").vector_index(HashEncoder(), "names", index_type="ivf").params[
+        "nprobe"] == 3
+    assert main([*base, "--out", str(tmp_path / "tuned"), "--recall-target", "0.99"]) == 0
+    params = orjson.loads((tmp_path / "tuned" / "manifest.json").read_bytes())["index"]["params"]
+    assert params["recall_target"] == 0.99 and params["recall"] >= 0.99
+    with pytest.raises(SystemExit):
+        main([*base, "--out", str(tmp_path / "bad"), "--recall-target", "1.5"])

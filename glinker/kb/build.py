@@ -25,14 +25,19 @@ def build_kb_dir(
     progress: bool = True,
     quantize: str = "none",
     runtime: str = "torch",
+    recall_target: float | None = None,
+    search: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Load ``entities``, embed every name and/or entity text, build the FAISS index, write ``out_dir``."""
+    """Load ``entities``, embed every name and/or entity text, build the FAISS index, write ``out_dir``.
+    ``recall_target`` (ivf, default 0.95) is what the search parameters are tuned to; ``search`` fixes them
+    instead (``nprobe``, ``k_factor``, ``efSearch``: see ``VectorStore.configure``)."""
     from ..models.encoder import get_encoder
     from ..templates import parse_template
 
     parse_template(template)
     started = time.perf_counter()
     kb = KnowledgeBase()
+    kb.vector_store.configure(recall_target=recall_target, **(search or {}))
     report = kb.load(entities, on_error=on_error, rejects_path=rejects_path)
     encoder = get_encoder(encoder_name, device=device, max_length=max_length, quantize=quantize, runtime=runtime)
     for kind in kinds:
