@@ -329,3 +329,29 @@ def test_kb_build_options_fix_or_tune_the_ivf_search(tmp_path, monkeypatch):
     assert params["recall_target"] == 0.99 and params["recall"] >= 0.99
     with pytest.raises(SystemExit):
         main([*base, "--out", str(tmp_path / "bad"), "--recall-target", "1.5"])
+
+
+@pytest.mark.parametrize("suffix, quantize, runtime", [("", "none", "torch"), ("+int8", "int8", "torch"),
+                                                       ("+onnx-int8", "int8", "onnx")])
+def test_update_without_an_encoder_loads_the_one_the_manifest_names(tmp_path, monkeypatch, suffix, quantize, runtime):
+    """A kb_dir built with `--quantize int8` (id `...+int8`) or ONNX int8 is updated by that same encoder."""
+    import glinker.models.encoder as encoder_module
+
+    class SuffixedEncoder(HashEncoder):
+        model_id = HashEncoder.model_id + suffix
+
+    loaded = []
+
+    def get_encoder(name, **options):
+        loaded.append((name, options.get("quantize", "none"), options.get("runtime", "torch")))
+        return SuffixedEncoder()
+
+    monkeypatch.setattr(encoder_module, "get_encoder", get_encoder)
+    kb = KnowledgeBase()
+    kb.load(example_rows())
+    kb.vectors(SuffixedEncoder(), "names")
+    kb.save_dir(tmp_path / "kb", SuffixedEncoder.model_id, TEMPLATE, index_type="flat")
+    upsert = [{"entity_id": "Qnew", "label": "Lutetia", "description": "Roman town"}]
+    manifest = update_kb_dir(tmp_path / "kb", upsert=upsert)
+    assert loaded == [(HashEncoder.model_id, quantize, runtime)]
+    assert manifest["encoder"] == SuffixedEncoder.model_id and manifest["update"]["embedded"]["names"] == 1

@@ -176,9 +176,9 @@ class _Embedder:
             return cls(encoder.model_id, encoder.dim, getattr(encoder, "max_length", None), lambda: encoder)
 
         def load():
-            from ..models.encoder import get_encoder
+            from ..models.encoder import get_encoder_of_id
 
-            return get_encoder(model_id, device=device, max_length=max_length or 128)
+            return get_encoder_of_id(model_id, device=device, max_length=max_length or 128)
 
         return cls(model_id, manifest.get("dim") or 0, max_length, load)
 

@@ -52,3 +52,17 @@ def get_encoder(name: str, device: str = "cpu", max_length: int = 256, token: st
                 quantize: str = "none", runtime: str = "torch") -> TextEncoder:
     """One encoder instance per (model, device, max_length, quantize, runtime), shared across layers and executors."""
     return TextEncoder.get(name, device, token, max_length=max_length, quantize=quantize, runtime=runtime)
+
+
+# what a model_id's suffix says of how the model ran (quantize.py, onnx.py), longest first
+ID_SUFFIXES = (("+onnx-int8", "int8", "onnx"), ("+int8", "int8", "torch"))
+
+
+def get_encoder_of_id(model_id: str, device: str = "cpu", max_length: int = 256) -> TextEncoder:
+    """The encoder that made vectors recorded with ``model_id`` (a kb_dir manifest's ``encoder``): the
+    model of the id without its ``+int8`` / ``+onnx-int8`` suffix, run as that suffix says."""
+    for suffix, quantize, runtime in ID_SUFFIXES:
+        if model_id.endswith(suffix):
+            return get_encoder(model_id.removesuffix(suffix), device=device, max_length=max_length,
+                               quantize=quantize, runtime=runtime)
+    return get_encoder(model_id, device=device, max_length=max_length)
