@@ -6,12 +6,14 @@ not pay for 512 tokens of padding.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
 
 from .base import TransformersModel
-from .onnx import runtime_loaded
+from .onnx import RUNTIMES, runtime_loaded
+from .quantize import QUANTIZE_MODES, id_suffix
 
 
 class TextEncoder(TransformersModel):
@@ -54,15 +56,12 @@ def get_encoder(name: str, device: str = "cpu", max_length: int = 256, token: st
     return TextEncoder.get(name, device, token, max_length=max_length, quantize=quantize, runtime=runtime)
 
 
-# what a model_id's suffix says of how the model ran (quantize.py, onnx.py), longest first
-ID_SUFFIXES = (("+onnx-int8", "int8", "onnx"), ("+int8", "int8", "torch"))
-
-
 def get_encoder_of_id(model_id: str, device: str = "cpu", max_length: int = 256) -> TextEncoder:
     """The encoder that made vectors recorded with ``model_id`` (a kb_dir manifest's ``encoder``): the
-    model of the id without its ``+int8`` / ``+onnx-int8`` suffix, run as that suffix says."""
-    for suffix, quantize, runtime in ID_SUFFIXES:
-        if model_id.endswith(suffix):
+    model of the id without its ``id_suffix`` (``+int8``, ``+onnx-int8``), run as that suffix says."""
+    for quantize, runtime in itertools.product(QUANTIZE_MODES, RUNTIMES):
+        suffix = id_suffix(quantize, runtime)
+        if suffix and model_id.endswith(suffix):
             return get_encoder(model_id.removesuffix(suffix), device=device, max_length=max_length,
                                quantize=quantize, runtime=runtime)
     return get_encoder(model_id, device=device, max_length=max_length)

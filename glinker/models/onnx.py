@@ -22,7 +22,14 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from ..errors import ConfigError
-from .quantize import cache_folder, check_quantize, quantize_loaded, source_checksum, write_atomically
+from .quantize import (
+    cache_folder,
+    check_quantize,
+    id_suffix,
+    quantize_loaded,
+    source_checksum,
+    write_atomically,
+)
 
 RUNTIMES = ("torch", "onnx")
 ONNX_MODULES = ("onnxruntime", "onnxscript")
@@ -49,8 +56,7 @@ def runtime_loaded(loaded, model, source: Path | None, output: str):
     mode = check_quantize(getattr(loaded, "quantize", "none"))
     if not str(loaded.device).startswith("cpu"):
         raise ConfigError(f"model {loaded.name!r}: runtime 'onnx' runs on the CPU only, not on {loaded.device!r}")
-    if mode == "int8":
-        loaded.model_id = f"{loaded.model_id}+onnx-int8"
+    loaded.model_id += id_suffix(mode, "onnx")
     session = onnx_session(model, loaded.tokenizer, source, output, mode, loaded.workers)
     log.info("model %s runs on ONNX Runtime (%s)", loaded.name, "int8" if mode == "int8" else "float32")
     return OnnxModel(session, model.config, output)

@@ -52,6 +52,14 @@ def cache_folder(source: Path) -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "glinker") / "quantized"
 
 
+def id_suffix(quantize: str, runtime: str = "torch") -> str:
+    """What a model's id gets for how it runs: ``+int8`` (torch int8), ``+onnx-int8``; nothing for
+    float32 (ONNX float32 vectors equal torch's, see onnx.py)."""
+    if quantize == "none":
+        return ""
+    return f"+onnx-{quantize}" if runtime == "onnx" else f"+{quantize}"
+
+
 def quantize_loaded(loaded, model, source: Path | None):
     """The module of ``loaded`` (a LoadedModel being loaded) as its ``quantize`` option asks."""
     mode = check_quantize(getattr(loaded, "quantize", "none"))
@@ -59,7 +67,7 @@ def quantize_loaded(loaded, model, source: Path | None):
         return model
     if not str(loaded.device).startswith("cpu"):
         raise ConfigError(f"model {loaded.name!r}: quantize {mode!r} runs on the CPU only, not on {loaded.device!r}")
-    loaded.model_id = f"{loaded.model_id}+{mode}"
+    loaded.model_id += id_suffix(mode)
     model = int8_model(model, source)
     log.info("model %s runs with int8 weights (torch dynamic quantization)", loaded.name)
     return model
@@ -76,14 +84,8 @@ def int8_model(model, source: Path | None):
         if path is not None and path.exists():
             quantized.load_state_dict(torch.load(path, weights_only=True))
         elif path is not None:  # None: a hub download, nothing of ours to key the cache on
-            _save_atomically(quantized.state_dict(), path)
+            write_atomically(path, lambda tmp: torch.save(quantized.state_dict(), tmp))
     return quantized
-
-
-def _save_atomically(state: dict, path: Path) -> None:
-    import torch
-
-    write_atomically(path, lambda tmp: torch.save(state, tmp))
 
 
 def write_atomically(path: Path, write) -> None:
