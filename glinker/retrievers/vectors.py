@@ -36,13 +36,14 @@ class VectorRetriever(Retriever):
         top_k = self.layer.top_k
         index, store = self._index(self.batch_size), self.kb.store
         entity_of = store.name_entity_rows()
-        live_name = store.alive[entity_of]
         # names of retired entities stay in the index until the KB is compacted: search past them
-        k = min(top_k * 3 + int((~live_name).sum()), max(index.size, 1))
+        live_name = None if store.alive.all() else store.alive[entity_of]
+        k = top_k * 3 if live_name is None else min(top_k * 3 + int((~live_name).sum()), max(index.size, 1))
         scores, name_rows = index.search(self.encoder.encode(flat, batch_size=self.batch_size), k)
         for owner, row_scores, row_ids in zip(owners, scores, name_rows, strict=True):
             found = row_ids >= 0
-            found[found] = live_name[row_ids[found]]
+            if live_name is not None:
+                found[found] = live_name[row_ids[found]]
             _add_until_full(results[owner], entity_of[row_ids[found]], np.minimum(row_scores[found], 1.0),
                             top_k * len(strings[owner]))
         return results
