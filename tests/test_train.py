@@ -327,3 +327,16 @@ def test_a_second_run_on_the_same_output_fails_naming_the_holder(tmp_path, backb
     with exclusive(out, what="glinker train"), pytest.raises(LockedError, match=str(os.getpid())):
         train(retriever_config(backbone), out=out, max_steps=1, quiet=True)
     assert not out.exists()
+
+
+def test_a_list_of_splits_reads_the_documents_of_each(annotated):
+    from glinker.train.config import DataSection
+    from glinker.train.data import Rejects, read_docs
+
+    data = DataSection()
+    train, dev = (read_docs(annotated, split, data, Rejects(None)) for split in ("train", "dev"))
+    both = read_docs(annotated, ["train", "dev"], data, Rejects(None))
+    assert len(train) and len(dev)
+    assert sorted(d.text for d in both) == sorted(d.text for d in train + dev)
+    with pytest.raises(ConfigError, match="train_split"):
+        load_train_config({"task": "ner", "data": {"train_data": str(annotated), "train_split": []}})

@@ -1,8 +1,10 @@
 """Cheaper model passes on CPU: ``quantize: int8`` runs a model with int8 weights.
 
 torch dynamic quantization (``torch.ao.quantization.quantize_dynamic``) replaces every ``nn.Linear``
-by an int8 one (weights int8, activations quantized per batch on the fly); everything else stays
-float32. The int8 weights are written once to a cache keyed by the SHA-256 of the source's files,
+by an int8 one (weights int8 with one scale per output channel, activations quantized per batch on the
+fly); everything else stays float32. One scale per weight tensor (torch's default) cost a trained
+GLiNER 2.4 points of span F1 on BC5CDR; one per output channel loses nothing measurable
+(benchmarks/quantize_gate.py). The int8 weights are written once to a cache keyed by the SHA-256 of the source's files,
 beside the source (``SOURCE/.glinker-quantized/``) or, when the source folder is read-only, under
 ``$GLINKER_CACHE`` (default ``~/.cache/glinker``); a changed source has another checksum, so it is
 converted again. A quantized model says so: its ``model_id`` ends in ``+int8`` (kb_dir manifests
@@ -77,10 +79,11 @@ def int8_model(model, source: Path | None):
     """``model`` with int8 ``nn.Linear`` layers; their weights come from the cache when it has them."""
     import torch
 
-    path = None if source is None else cache_folder(source) / f"{source_checksum(source)}.int8.pt"
+    path = None if source is None else cache_folder(source) / f"{source_checksum(source)}.int8-per-channel.pt"
     with warnings.catch_warnings():  # torch announces moving this API to torchao; it is what torch ships
         warnings.simplefilter("ignore")
-        quantized = torch.ao.quantization.quantize_dynamic(model.eval(), {torch.nn.Linear}, dtype=torch.qint8)
+        qconfig = {torch.nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig}
+        quantized = torch.ao.quantization.quantize_dynamic(model.eval(), qconfig, dtype=torch.qint8)
         if path is not None and path.exists():
             quantized.load_state_dict(torch.load(path, weights_only=True))
         elif path is not None:  # None: a hub download, nothing of ours to key the cache on

@@ -10,7 +10,7 @@ import dataclasses
 import difflib
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -64,6 +64,9 @@ class FieldsSection(_Section):
     split: str = "split"
 
 
+Splits = Annotated[list[str], Field(min_length=1)]
+
+
 class DataSection(_Section):
     """Where the training data is. Relative paths are relative to the current folder."""
 
@@ -71,8 +74,8 @@ class DataSection(_Section):
     pipeline: Path | None = Field(None, description="linker: the pipeline whose L2 proposes the candidates")
     train_data: Path | None = None
     val_data: Path | None = None
-    train_split: str | None = "train"
-    val_split: str | None = "dev"
+    train_split: str | Splits | None = Field("train", description="a split, a list of splits, or all (null)")
+    val_split: str | Splits | None = "dev"
     format: Literal["jsonl"] = "jsonl"
     fields: FieldsSection = FieldsSection()
     long_doc_chunking: ChunkingSection = ChunkingSection()

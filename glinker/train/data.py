@@ -64,15 +64,17 @@ class Rejects:
             self.path.write_bytes(b"".join(r.to_json() for r in self.rows))
 
 
-def read_docs(path: Path, split: str | None, data: DataSection, rejects: Rejects,
+def read_docs(path: Path, split: str | list[str] | None, data: DataSection, rejects: Rejects,
               limit: int | None = None) -> list[Doc]:
-    """The annotated documents of ``split`` (all when None); bad rows and mentions go to ``rejects``."""
+    """The annotated documents of ``split`` (one name, a list of names, or all when None); bad rows and
+    mentions go to ``rejects``. A row without a split field belongs to every split."""
+    splits = [split] if isinstance(split, str) else split
     docs = []
     for source, line, obj in iter_raw_rows(path):
         if isinstance(obj, RowError):
             rejects.add(source, line, obj.field, obj.reason)
             continue
-        if split is not None and isinstance(obj, dict) and obj.get(data.fields.split, split) != split:
+        if splits is not None and isinstance(obj, dict) and obj.get(data.fields.split, splits[0]) not in splits:
             continue
         doc = _doc(source, line, obj, data, rejects)
         if doc is not None:
