@@ -73,6 +73,7 @@ class EntityStore:
         self.version = getattr(self, "version", -1) + 1
         self._id_hash_sorted = np.zeros(0, dtype=np.uint64)
         self._id_rows_sorted = np.zeros(0, dtype=np.int64)
+        self._entity_of_names = (self.name_start, np.zeros(0, dtype=np.int64))
         self.row_vectors: dict[str, tuple[np.ndarray, str | None]] = {}
         self._decoded: dict[int, tuple] = {}
 
@@ -175,8 +176,12 @@ class EntityStore:
         return [render_template(template, self.fields(int(r))) for r in rows]
 
     def name_entity_rows(self) -> np.ndarray:
-        """The entity row of every name."""
-        return np.repeat(np.arange(self.num_rows, dtype=np.int64), np.diff(self.name_start))
+        """The entity row of every name (computed once per ``name_start``: every faiss batch asks)."""
+        start, rows = self._entity_of_names
+        if start is not self.name_start:
+            rows = np.repeat(np.arange(self.num_rows, dtype=np.int64), np.diff(self.name_start))
+            self._entity_of_names = (self.name_start, rows)
+        return rows
 
     def label_name_rows(self) -> np.ndarray:
         """The name row of every entity's label (its first name)."""
