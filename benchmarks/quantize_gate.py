@@ -11,10 +11,12 @@ Sections (``--sections``, all by default):
 - ``ner``: the trained GLiNER of ``--ner`` (a snapshot copied at start, since a training may still be
   writing it) as L1, as benchmarks/train.py runs it, in int8: L1 span F1 and link F1.
 
-A metric that int8 loses by more than ``--max-loss`` points (0.5) fails the gate. Prints a table,
-then one JSON line.
+Modes (``--modes``): ``int8`` (torch dynamic quantization) and ``onnx-int8`` (ONNX Runtime with int8
+weights: the sentence encoder only, so the ``ner`` section leaves it out), each against float32
+(``none``). A metric that a mode loses by more than ``--max-loss`` points (0.5) fails the gate. Prints
+a table, then one JSON line.
 
-    python benchmarks/quantize_gate.py [--sections kb,medic,ner] [--ner runs/ner/model] [--limit N]
+    python benchmarks/quantize_gate.py [--sections kb,medic,ner] [--modes none,int8,onnx-int8] [--ner runs/ner/model] [--limit N]
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ import orjson
 import yaml
 from common import BC5CDR, CACHE, MEDIC, MINILM, ROOT, bc5cdr_docs, medic_kb_dir, require_shared_data
 
-MODES = ("none", "int8")
+# how each mode runs a model: the options of a model layer (and of build_kb_dir)
+MODES = {"none": {"quantize": "none"}, "int8": {"quantize": "int8"},
+         "onnx-int8": {"quantize": "int8", "runtime": "onnx"}}
 
 
 def kb_dir(mode: str) -> Path:
@@ -43,11 +47,11 @@ def kb_dir(mode: str) -> Path:
 
 
 def build(mode: str, out: Path) -> float:
-    """Seconds ``glinker kb build --quantize mode`` of MEDIC took (build_kb_dir, as the CLI runs it)."""
+    """Seconds ``glinker kb build`` of MEDIC in ``mode`` took (build_kb_dir, as the CLI runs it)."""
     from glinker.kb.build import build_kb_dir
 
     started = time.perf_counter()
-    build_kb_dir(MEDIC, out, MINILM, quantize=mode, progress=False)
+    build_kb_dir(MEDIC, out, MINILM, progress=False, **MODES[mode])
     return round(time.perf_counter() - started, 1)
 
 
@@ -59,12 +63,12 @@ def kb_section(args) -> dict:
 
     docs = bc5cdr_docs(args.split)[: args.limit]
     out = {}
-    for mode in MODES:
+    for mode in args.modes:
         cached = mode != "none" and not (CACHE / f"medic-minilm-{mode}" / "manifest.json").exists()
         with tempfile.TemporaryDirectory(dir=CACHE) as tmp:  # the cached kb_dir is built here when missing
             build_seconds = build(mode, CACHE / f"medic-minilm-{mode}" if cached else Path(tmp) / "kb")
         config = l2_only(SETUPS["fused"], abbreviations=True)
-        config["nodes"][0]["config"]["embeddings"]["quantize"] = mode
+        config["nodes"][0]["config"]["embeddings"].update(MODES[mode])
         executor = DAGExecutor(config)
         executor.load_entities(kb_dir(mode))
         out[mode] = {"build_seconds": build_seconds, **evaluate(executor, docs, 32)}
@@ -72,11 +76,11 @@ def kb_section(args) -> dict:
 
 
 def with_quantize(config: dict, mode: str, nodes: tuple[str, ...]) -> dict:
-    """``config`` with every model of ``nodes`` in ``mode`` (L2: its embeddings)."""
+    """``config`` with every model of ``nodes`` run as ``mode`` says (L2: its embeddings)."""
     for node in config["nodes"]:
         if node["id"] in nodes:
             target = node["config"].get("embeddings") if node["id"] == "l2" else node["config"]
-            target["quantize"] = mode
+            target.update(MODES[mode])
     return config
 
 
@@ -98,7 +102,7 @@ def evaluate_config(args, config: dict, kb: Path, modes: tuple[str, ...]) -> dic
 
 def medic_section(args) -> dict:
     out = {}
-    for mode in MODES:
+    for mode in args.modes:
         config = with_quantize(yaml.safe_load((ROOT / "configs" / "medic.yaml").read_text()), mode, ("l2", "l3"))
         out[mode] = evaluate_config(args, config, kb_dir(mode), ("gold_mentions", "end_to_end"))
     return out
@@ -112,7 +116,7 @@ def ner_section(args) -> dict:
     summary = Path(args.ner).parent / "summary.json"
     out = {"model": args.ner, "model_mtime": time.ctime(Path(args.ner).stat().st_mtime),
            "best": orjson.loads(summary.read_bytes()).get("best") if summary.exists() else None}
-    for mode in MODES:
+    for mode in (m for m in args.modes if "runtime" not in MODES[m]):  # GLiNER runs on torch only
         config = with_quantize(pipeline(None, str(snapshot / "model"), args.ner_threshold), mode, ("l1",))
         out[mode] = evaluate_config(args, config, kb_dir("none"), ("end_to_end",))
     shutil.rmtree(snapshot)
@@ -130,27 +134,32 @@ GATED = [
 
 
 def gate(results: dict, max_loss: float) -> list[dict]:
+    """One row per gated metric and cheaper mode: its value, float32's, the points lost, pass or fail."""
     rows = []
     for section, path, name in GATED:
-        if section not in results:
-            continue
-        fp32, int8 = results[section]["none"], results[section]["int8"]
-        for key in path:
-            fp32, int8 = fp32[key], int8[key]
-        loss = round(100 * (fp32 - int8), 2)
-        rows.append({"metric": name, "fp32": fp32, "int8": int8, "loss_points": loss, "passes": loss <= max_loss})
+        for mode in (m for m in results.get(section, {}) if m in MODES and m != "none"):
+            fp32, value = results[section]["none"], results[section][mode]
+            for key in path:
+                fp32, value = fp32[key], value[key]
+            loss = round(100 * (fp32 - value), 2)
+            rows.append({"metric": name, "mode": mode, "fp32": fp32, "value": value, "loss_points": loss,
+                         "passes": loss <= max_loss})
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sections", default="kb,medic,ner")
+    parser.add_argument("--modes", default="none,int8", help=f"of {', '.join(MODES)}; none is always run")
     parser.add_argument("--ner", default=str(ROOT / "runs" / "ner" / "model"), help="trained GLiNER folder")
     parser.add_argument("--ner-threshold", type=float, default=0.3)
     parser.add_argument("--split", default="test")
     parser.add_argument("--limit", type=int, help="first N documents only")
-    parser.add_argument("--max-loss", type=float, default=0.5, help="points int8 may lose on a gated metric")
+    parser.add_argument("--max-loss", type=float, default=0.5, help="points a mode may lose on a gated metric")
     args = parser.parse_args()
+    args.modes = ["none", *(m for m in args.modes.split(",") if m != "none")]
+    if unknown := [m for m in args.modes if m not in MODES]:
+        parser.error(f"unknown mode {unknown[0]!r}; expected one of {', '.join(MODES)}")
     require_shared_data()
     sections = {"kb": kb_section, "medic": medic_section, "ner": ner_section}
     results = {}
@@ -160,13 +169,13 @@ def main() -> None:
         print(f"section {name}: {time.perf_counter() - started:.0f} s {orjson.dumps(results[name]).decode()}", flush=True)
     rows = gate(results, args.max_loss)
     print(f"BC5CDR {args.split}{f' (first {args.limit} documents)' if args.limit else ''}, MEDIC KB; "
-          f"int8 fails where it loses more than {args.max_loss} points")
-    print(f"{'metric':34s} {'fp32':>7s} {'int8':>7s} {'loss':>6s}  gate")
+          f"a mode fails where it loses more than {args.max_loss} points")
+    print(f"{'metric':34s} {'mode':>9s} {'fp32':>7s} {'mode':>7s} {'loss':>6s}  gate")
     for row in rows:
-        print(f"{row['metric']:34s} {row['fp32']:7.4f} {row['int8']:7.4f} {row['loss_points']:6.2f}  "
+        print(f"{row['metric']:34s} {row['mode']:>9s} {row['fp32']:7.4f} {row['value']:7.4f} {row['loss_points']:6.2f}  "
               f"{'pass' if row['passes'] else 'FAIL'}")
     if "kb" in results:
-        print("kb build seconds: " + ", ".join(f"{m} {results['kb'][m]['build_seconds']}" for m in MODES))
+        print("kb build seconds: " + ", ".join(f"{m} {r['build_seconds']}" for m, r in results["kb"].items()))
     print(orjson.dumps({"benchmark": "quantize_gate", "split": args.split, "limit": args.limit,
                         "gate": rows, "results": results}).decode())
 
