@@ -77,8 +77,8 @@ def test_cache_reused_then_invalidated_when_source_changes(tmp_path, monkeypatch
     source = tmp_path / "bert"
     tiny_bert(source, hidden=64)
     saved = []
-    write = quantize.write_atomically
-    monkeypatch.setattr(quantize, "write_atomically", lambda path, fill: (saved.append(path), write(path, fill)))
+    write = quantize.replace_file
+    monkeypatch.setattr(quantize, "replace_file", lambda path, fill: (saved.append(path), write(path, fill)))
     first = TextEncoder(str(source), quantize="int8").encode(TEXTS)
     assert len(saved) == 1 and saved[0].parent == source / quantize.CACHE_FOLDER
     assert saved[0].name.startswith(quantize.source_checksum(source))

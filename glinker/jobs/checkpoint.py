@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from ..atomic import replace_bytes
 from ..errors import InputError
 
 VERSION = 2
@@ -152,23 +153,9 @@ def check_fingerprint(path: Path, saved: dict[str, Any], current: dict[str, Any]
 
 
 def write_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Replace ``path`` atomically: write a temporary file, fsync it, rename it, fsync the directory."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    """Replace ``path`` atomically and durably (fsynced, see glinker.atomic)."""
     signed = {**state, "checksum": checksum(state)}
-    with open(tmp, "wb") as handle:
-        handle.write(orjson.dumps(signed, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    replace_bytes(path, orjson.dumps(signed, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS), durable=True)
 
 
 class BatchFile:

@@ -24,9 +24,10 @@ import orjson
 import pyarrow as pa
 import ray
 
+from ..atomic import replace_bytes, replace_file
 from ..errors import InputError
 from ..models.batching import WORKERS_ENV
-from .checkpoint import COUNTS, BatchFile, checkpoint_path, fsync_dir, write_checkpoint
+from .checkpoint import COUNTS, BatchFile, checkpoint_path, write_checkpoint
 from .pipeline import Linker
 from .reader import open_input
 from .runner import (
@@ -138,23 +139,20 @@ class ShardLinker:
                 handle.sync()
                 handle.close()
                 os.replace(handle.path, part_path(self.parts, block, name))
-        tmp = part_path(self.parts, block, ".json.tmp")
-        tmp.write_bytes(orjson.dumps(stats))
-        os.replace(tmp, done)
+        replace_bytes(done, orjson.dumps(stats))
         return stats
 
 
 def _concatenate(parts: list[Path], target: Path) -> int:
     """Copy ``parts`` in order into ``target`` (atomically, fsynced); returns its size."""
-    tmp = target.with_name(f".{target.name}.merging")
-    with open(tmp, "wb") as out:
-        for part in parts:
-            with open(part, "rb") as handle:
-                shutil.copyfileobj(handle, out, 1 << 20)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, target)
-    fsync_dir(target.parent)
+
+    def copy(tmp: str) -> None:
+        with open(tmp, "wb") as out:
+            for part in parts:
+                with open(part, "rb") as handle:
+                    shutil.copyfileobj(handle, out, 1 << 20)
+
+    replace_file(target, copy, durable=True)
     return target.stat().st_size
 
 

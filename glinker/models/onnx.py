@@ -21,6 +21,7 @@ import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
+from ..atomic import replace_file
 from ..errors import ConfigError
 from .quantize import (
     cache_folder,
@@ -28,7 +29,6 @@ from .quantize import (
     id_suffix,
     quantize_loaded,
     source_checksum,
-    write_atomically,
 )
 
 RUNTIMES = ("torch", "onnx")
@@ -97,12 +97,12 @@ def _onnx_file(model, tokenizer, output: str, stem: Path, mode: str) -> Path:
     """``STEM.OUTPUT.onnx`` (float32), or ``STEM.OUTPUT.int8.onnx`` for int8, written unless already there."""
     path = stem.with_name(f"{stem.name}.{output}.onnx")
     if not path.exists():
-        write_atomically(path, lambda tmp: export_onnx(model, tokenizer, output, tmp))
+        replace_file(path, lambda tmp: export_onnx(model, tokenizer, output, tmp))
     if mode == "none":
         return path
     int8_path = path.with_suffix(".int8.onnx")
     if not int8_path.exists():
-        write_atomically(int8_path, lambda tmp: _quantize_onnx(path, tmp))
+        replace_file(int8_path, lambda tmp: _quantize_onnx(path, tmp))
     return int8_path
 
 

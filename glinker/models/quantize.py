@@ -16,10 +16,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
+from ..atomic import replace_file
 from ..errors import ConfigError
 
 QUANTIZE_MODES = ("none", "int8")
@@ -87,18 +87,5 @@ def int8_model(model, source: Path | None):
         if path is not None and path.exists():
             quantized.load_state_dict(torch.load(path, weights_only=True))
         elif path is not None:  # None: a hub download, nothing of ours to key the cache on
-            write_atomically(path, lambda tmp: torch.save(quantized.state_dict(), tmp))
+            replace_file(path, lambda tmp: torch.save(quantized.state_dict(), tmp))
     return quantized
-
-
-def write_atomically(path: Path, write) -> None:
-    """``write(tmp)`` to a temporary file beside ``path``, then moved to ``path`` (readers never see half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(handle)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from ..atomic import replace_bytes
 from ..errors import KnowledgeBaseError
 from .data import KBEntity, Rejects, gold_mentions, read_docs, read_kb
 from .run import TrainRun
@@ -124,9 +125,7 @@ class Retriever:
             shutil.rmtree(folder, ignore_errors=True)
             folder.mkdir(parents=True)
             rows = self.mine(model, number)
-            tmp = data_file.with_suffix(".tmp")
-            tmp.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
-            tmp.replace(data_file)
+            replace_bytes(data_file, b"".join(orjson.dumps(r) + b"\n" for r in rows))
         rows = [orjson.loads(line) for line in data_file.read_bytes().splitlines()]
         dataset = Dataset.from_list(rows)
         steps = min(self.steps_per_round, self.total_steps() - number * self.steps_per_round)

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from ..atomic import replace_bytes
 from ..errors import ConfigError
 from .config import TrainConfig, arguments_class
 from .data import Rejects
@@ -58,9 +59,7 @@ class TrainRun:
         return orjson.loads((self.out / STATE).read_bytes())
 
     def save_state(self, state: dict[str, Any]) -> None:
-        tmp = self.out / f".{STATE}.tmp"
-        tmp.write_bytes(orjson.dumps(state, option=orjson.OPT_INDENT_2))
-        os.replace(tmp, self.out / STATE)
+        replace_bytes(self.out / STATE, orjson.dumps(state, option=orjson.OPT_INDENT_2))
 
     def round_dir(self, number: int) -> Path:
         return self.out / "rounds" / f"{number:04d}"
