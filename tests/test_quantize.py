@@ -13,7 +13,7 @@ from glinker.models import quantize
 from glinker.models.encoder import TextEncoder
 
 from .conftest import dense_builder
-from .tiny_models import minilm_path, tiny_bert
+from .tiny_models import minilm_path, tiny_bert, tiny_gliner
 
 # int8 against float32 on the example KB: largest difference of a link's L3 score (measured 0.02),
 # and of any candidate's (measured 0.10: int8 moves the low similarities of unrelated names most)
@@ -68,6 +68,25 @@ def test_int8_encoder_close_to_float32(tmp_path):
     a, b = fp32.encode(TEXTS), int8.encode(TEXTS)
     assert np.abs(a - b).max() < 0.01
     assert not np.array_equal(a, b)  # int8 really ran
+
+
+def test_gliner_int8_keeps_the_feed_forward_outputs_float32(tmp_path):
+    """GLiNER's encoders lose span F1 when their feed-forward output projections are int8 (measured in
+    benchmarks/quantize_gate.py): those stay float32, every other Linear is int8, and the cache says so."""
+    import torch
+
+    from glinker.models.gliner import GlinerModel
+
+    source = tiny_gliner(tmp_path / "gliner", tiny_bert(tmp_path / "bert", hidden=32), bi_encoder=True)
+    model = GlinerModel(source, quantize="int8").model
+    kinds = {name: type(m) for name, m in model.named_modules() if isinstance(m, torch.nn.Module)}
+    kept = [name for name, kind in kinds.items() if kind is torch.nn.Linear]
+    int8 = [name for name, kind in kinds.items() if kind is torch.ao.nn.quantized.dynamic.Linear]
+    assert kept and all(name.endswith(".output.dense") and ".attention." not in name for name in kept)
+    assert sum(".attention.output.dense" in name for name in int8) == len(kept)  # one of each per block
+    assert any(".intermediate.dense" in name for name in int8) and len(int8) > len(kept)
+    assert [p.name for p in (tmp_path / "gliner" / quantize.CACHE_FOLDER).iterdir()][0].startswith(
+        f"{quantize.source_checksum(tmp_path / 'gliner')}.int8-pc-")
 
 
 def test_cache_reused_then_invalidated_when_source_changes(tmp_path, monkeypatch):
