@@ -60,6 +60,25 @@ def test_similar_sums_postings_the_same_way_dense_or_sparse(example_kb_path, mon
     assert any(len(k) for k, _ in results[0])
 
 
+def test_ngram_postings_built_in_chunks_equal_one_pass(example_kb_path, monkeypatch):
+    """The n-gram arrays are built a few keys at a time (memory at 10M names); any chunk size gives the
+    same arrays, to the bit (a key whose padded form is shorter than an n-gram has no postings)."""
+    import glinker.kb.names as names
+
+    kb = KnowledgeBase()
+    kb.load(example_kb_path)
+    keys = [*kb.name_index().keys.tolist(), "", "x"]
+    monkeypatch.setattr(names, "NGRAM_CHUNK", len(keys))
+    whole = names._ngram_arrays(keys, 3)
+    for chunk in (1, 2, 7):
+        monkeypatch.setattr(names, "NGRAM_CHUNK", chunk)
+        for key, array in names._ngram_arrays(keys, 3).items():
+            assert array.dtype == whole[key].dtype and np.array_equal(array, whole[key]), key
+    offsets, posts = whole["gram_offsets"], whole["post_keys"]
+    assert all(np.all(np.diff(posts[a:b]) > 0) for a, b in zip(offsets[:-1], offsets[1:], strict=True))
+    assert len(keys) - 2 not in posts and len(keys) - 1 in posts  # "" has no 3-gram, " x " has one
+
+
 @pytest.mark.parametrize("dense", [0, 10**9])
 def test_similar_many_equals_one_query_at_a_time(example_kb_path, monkeypatch, dense):
     import glinker.kb.names as names

@@ -30,6 +30,7 @@ FORMAT1_PARAMS = {"ngram": 3}  # what kb format 1 (which recorded no parameters)
 # similar() sums postings into one array over all keys when they number at least 1/DENSE_POSTINGS of the keys
 DENSE_POSTINGS = 16
 SIMILAR_CHUNK = 64  # texts whose postings similar_many sums together
+NGRAM_CHUNK = 1 << 16  # keys whose n-grams are hashed at once while the index is built
 MAX_NAME_TOKENS = 10  # longest names (in tokens) that scan looks for by default
 ARRAYS = (
     "key_hash",
@@ -316,32 +317,57 @@ def _grams(normalized: str, n: int) -> np.ndarray:
 
 
 def _ngram_arrays(keys: list[str], n: int) -> dict[str, np.ndarray]:
-    """Inverted index gram -> (key, L2-normalised TF-IDF weight), as CSR arrays."""
-    padded = [f" {k} " for k in keys]
-    lengths = np.array([len(p) for p in padded], dtype=np.int64)
-    codes = np.frombuffer("".join(padded).encode("utf-32-le"), dtype=np.uint32)
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64) if len(keys) else np.zeros(0, np.int64)
-    per_key = np.maximum(lengths - n + 1, 0)
-    key_of = np.repeat(np.arange(len(keys), dtype=np.int64), per_key)
-    within = np.arange(int(per_key.sum()), dtype=np.int64) - np.repeat(np.cumsum(per_key) - per_key, per_key)
-    gram_starts = np.repeat(starts, per_key) + within
-    del within
-    gram_hash, gram_id = np.unique(fixed_span_hashes(codes, gram_starts, n), return_inverse=True)
-    del gram_starts
-    pairs, tf = np.unique((gram_id.astype(np.int64) << 32) | key_of, return_counts=True)
-    del gram_id, key_of
-    pair_gram, pair_key = pairs >> 32, pairs & 0xFFFFFFFF
-    df = np.bincount(pair_gram, minlength=len(gram_hash))
+    """Inverted index gram -> (key, L2-normalised TF-IDF weight), as CSR arrays (postings of a gram in
+    key order). Built NGRAM_CHUNK keys at a time, so that memory grows with the postings (12 bytes
+    each), not with the temporaries of hashing every n-gram of the KB at once."""
+    parts = [_Postings.of(keys[lo : lo + NGRAM_CHUNK], n) for lo in range(0, len(keys), NGRAM_CHUNK)]
+    gram_hash = np.unique(np.concatenate([p.vocab for p in parts])) if parts else np.zeros(0, np.uint64)
+    df = np.zeros(len(gram_hash), dtype=np.int64)
+    for p in parts:
+        p.gram = np.searchsorted(gram_hash, p.vocab).astype(np.int32)[p.gram]  # ranks kept: hashes sorted
+        df += np.bincount(p.gram, minlength=len(gram_hash))
     idf = np.log((len(keys) + 1) / (df + 1)) + 1.0
-    weights = (1.0 + np.log(tf)) * idf[pair_gram]
-    norms = np.sqrt(np.bincount(pair_key, weights=weights**2, minlength=len(keys)))
-    weights = weights / np.maximum(norms[pair_key], 1e-12)
     offsets = np.zeros(len(gram_hash) + 1, dtype=np.int64)
     np.cumsum(df, out=offsets[1:])
-    return {
-        "gram_hash": gram_hash,
-        "gram_offsets": offsets,
-        "post_keys": pair_key.astype(np.int32),
-        "post_weights": weights.astype(np.float32),
-        "gram_idf": idf.astype(np.float32),
-    }
+    post_keys, post_weights = np.empty(offsets[-1], np.int32), np.empty(offsets[-1], np.float32)
+    filled = offsets[:-1].copy()  # where the next posting of each gram goes
+    for first_key, p in zip(range(0, len(keys), NGRAM_CHUNK), parts, strict=True):
+        if not len(p.gram):
+            continue
+        weights = (1.0 + np.log(p.tf)) * idf[p.gram]
+        norms = np.sqrt(np.bincount(p.key, weights=weights**2, minlength=p.size))
+        run_start = np.flatnonzero(np.r_[True, p.gram[1:] != p.gram[:-1]])  # p is sorted by (gram, key)
+        rank = np.arange(len(p.gram)) - np.repeat(run_start, np.diff(np.r_[run_start, len(p.gram)]))
+        where = filled[p.gram] + rank
+        post_keys[where] = p.key + first_key
+        post_weights[where] = weights / np.maximum(norms[p.key], 1e-12)
+        filled[p.gram[run_start]] += np.diff(np.r_[run_start, len(p.gram)])
+        p.gram = p.key = p.tf = None  # freed as the output fills
+    return {"gram_hash": gram_hash, "gram_offsets": offsets, "post_keys": post_keys, "post_weights": post_weights,
+            "gram_idf": idf.astype(np.float32)}
+
+
+@dataclass(slots=True)
+class _Postings:
+    """The distinct (gram, key) pairs of some keys, sorted, with counts: gram indexes ``vocab`` (the
+    chunk's sorted gram hashes), key counts from the chunk's first key."""
+
+    vocab: np.ndarray
+    gram: np.ndarray
+    key: np.ndarray
+    tf: np.ndarray
+    size: int
+
+    @classmethod
+    def of(cls, keys: list[str], n: int) -> _Postings:
+        padded = [f" {k} " for k in keys]
+        lengths = np.array([len(p) for p in padded], dtype=np.int64)
+        codes = np.frombuffer("".join(padded).encode("utf-32-le"), dtype=np.uint32)
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        per_key = np.maximum(lengths - n + 1, 0)
+        key_of = np.repeat(np.arange(len(keys), dtype=np.int64), per_key)
+        within = np.arange(int(per_key.sum()), dtype=np.int64) - np.repeat(np.cumsum(per_key) - per_key, per_key)
+        vocab, gram = np.unique(fixed_span_hashes(codes, np.repeat(starts, per_key) + within, n), return_inverse=True)
+        pairs, tf = np.unique((gram.astype(np.int64) << 32) | key_of, return_counts=True)
+        return cls(vocab, (pairs >> 32).astype(np.int32), (pairs & 0xFFFFFFFF).astype(np.int32),
+                   tf.astype(np.int32), len(keys))
