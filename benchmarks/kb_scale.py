@@ -13,10 +13,14 @@ manifest's nprobe and build-time recall are printed. Queries are noisy copies of
 Each phase runs in its own process so peak RSS is measured per phase: ``build``; ``search`` after the
 kb_dir's files were evicted from the page cache (posix_fadvise DONTNEED: a cold load), its RSS read
 before the exact search used to score recall; ``warm``, a second load with the files cached, and the
-time of a ``verify="full"`` open (checksums of every file).
+time of a ``verify="full"`` open (checksums of every file). ``--phase names`` loads the synthetic
+entities and builds their name index only (exact, canonical and n-gram lookups), printing its time,
+its arrays' size and the peak RSS before and after it: the name index at sizes whose full build is
+not run.
 
     python benchmarks/kb_scale.py --entities 100k,1M --seeds medic,latent
     python benchmarks/kb_scale.py --entities 10M --seeds medic [--index auto|flat|hnsw|ivf] [--dtype float16]
+    python benchmarks/kb_scale.py --phase names --entities 10M
 """
 
 from __future__ import annotations
@@ -167,6 +171,22 @@ def search(out: Path, queries: int, batch: int, k: int, exact_sample: int) -> di
     }
 
 
+def names_only(n: int) -> dict:
+    """Load ``n`` synthetic entities and build their name index, nothing else."""
+    from glinker.kb import KnowledgeBase
+
+    started = time.perf_counter()
+    kb = KnowledgeBase()
+    kb.load(entity_rows(n))
+    loaded, rss_loaded = time.perf_counter(), peak_rss_mib()
+    index = kb.name_index()
+    return {"benchmark": "kb_scale_names", "entities": n, "load_rows_s": round(loaded - started, 1),
+            "name_index_s": round(time.perf_counter() - loaded, 1), "peak_rss_after_load_mib": round(rss_loaded),
+            "peak_rss_mib": round(peak_rss_mib()),
+            "name_index_mib": round((sum(a.nbytes for a in index._arrays.values()) + index.keys.data.nbytes
+                                     + index.keys.offsets.nbytes) / 2**20)}
+
+
 def warm(out: Path) -> dict:
     _, load_s = timed_open(out, "size")
     _, full_s = timed_open(out, "full")
@@ -213,7 +233,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--k", type=int, default=30)
     parser.add_argument("--exact-sample", type=int, default=500)
-    parser.add_argument("--phase", choices=["build", "search", "warm"], help=argparse.SUPPRESS)
+    parser.add_argument("--phase", choices=["build", "search", "warm", "names"],
+                        help="names: the name index alone (the others are run by the table's runs)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     if args.phase == "build":
@@ -223,6 +244,8 @@ def main() -> None:
         print(json.dumps(search(args.out, args.queries, args.batch, args.k, args.exact_sample)))
     elif args.phase == "warm":
         print(json.dumps(warm(args.out)))
+    elif args.phase == "names":
+        print(json.dumps(names_only(count(args.entities))))
     else:
         results = [run(count(n), seeds, args) for n in args.entities.split(",") for seeds in args.seeds.split(",")]
         print("| " + " | ".join(ROW) + " |\n|" + "---|" * len(ROW))
