@@ -337,11 +337,11 @@ def _ngram_arrays(keys: list[str], n: int) -> dict[str, np.ndarray]:
         weights = (1.0 + np.log(p.tf)) * idf[p.gram]
         norms = np.sqrt(np.bincount(p.key, weights=weights**2, minlength=p.size))
         run_start = np.flatnonzero(np.r_[True, p.gram[1:] != p.gram[:-1]])  # p is sorted by (gram, key)
-        rank = np.arange(len(p.gram)) - np.repeat(run_start, np.diff(np.r_[run_start, len(p.gram)]))
-        where = filled[p.gram] + rank
+        run_length = np.diff(np.r_[run_start, len(p.gram)])
+        where = filled[p.gram] + np.arange(len(p.gram)) - np.repeat(run_start, run_length)
         post_keys[where] = p.key + first_key
         post_weights[where] = weights / np.maximum(norms[p.key], 1e-12)
-        filled[p.gram[run_start]] += np.diff(np.r_[run_start, len(p.gram)])
+        filled[p.gram[run_start]] += run_length
         p.gram = p.key = p.tf = None  # freed as the output fills
     return {"gram_hash": gram_hash, "gram_offsets": offsets, "post_keys": post_keys, "post_weights": post_weights,
             "gram_idf": idf.astype(np.float32)}
