@@ -60,23 +60,30 @@ def test_similar_sums_postings_the_same_way_dense_or_sparse(example_kb_path, mon
     assert any(len(k) for k, _ in results[0])
 
 
-def test_ngram_postings_built_in_chunks_equal_one_pass(example_kb_path, monkeypatch):
-    """The n-gram arrays are built a few keys at a time (memory at 10M names); any chunk size gives the
-    same arrays, to the bit (a key whose padded form is shorter than an n-gram has no postings)."""
+def test_name_index_built_in_chunks_equals_one_pass(example_kb_path, monkeypatch):
+    """The index is built a block of names at a time (memory at 10M names); any block size gives the
+    same arrays and keys, to the bit (a key shorter than an n-gram once padded has no postings)."""
     import glinker.kb.names as names
 
     kb = KnowledgeBase()
     kb.load(example_kb_path)
-    keys = [*kb.name_index().keys.tolist(), "", "x"]
-    monkeypatch.setattr(names, "NGRAM_CHUNK", len(keys))
-    whole = names._ngram_arrays(keys, 3)
+    store = kb.store
+    extra = ["", "x", "Ünïcode  Name", "x"]  # an empty name, a one-gram key, accents, a repeated key
+    column = StringColumn.concat_all([store.names, StringColumn.from_strings(extra)])
+    entity = np.concatenate([store.name_entity_rows(), np.zeros(len(extra), np.int64)])
+    monkeypatch.setattr(names, "BUILD_CHUNK", len(column))
+    whole = names.NameIndex.build(column, entity)
     for chunk in (1, 2, 7):
-        monkeypatch.setattr(names, "NGRAM_CHUNK", chunk)
-        for key, array in names._ngram_arrays(keys, 3).items():
-            assert array.dtype == whole[key].dtype and np.array_equal(array, whole[key]), key
-    offsets, posts = whole["gram_offsets"], whole["post_keys"]
+        monkeypatch.setattr(names, "BUILD_CHUNK", chunk)
+        index = names.NameIndex.build(column, entity)
+        assert index.keys.tolist() == whole.keys.tolist()
+        for key, array in index._arrays.items():
+            assert array.dtype == whole._arrays[key].dtype and np.array_equal(array, whole._arrays[key]), key
+    offsets, posts = whole._arrays["gram_offsets"], whole._arrays["post_keys"]
     assert all(np.all(np.diff(posts[a:b]) > 0) for a, b in zip(offsets[:-1], offsets[1:], strict=True))
-    assert len(keys) - 2 not in posts and len(keys) - 1 in posts  # "" has no 3-gram, " x " has one
+    keys = whole.keys.tolist()
+    assert keys.index("") not in posts and keys.index("x") in posts  # "" has no 3-gram, " x " has one
+    assert whole.exact("Ünïcode name") is not None and len(whole.canonical("name unicode"))
 
 
 @pytest.mark.parametrize("dense", [0, 10**9])

@@ -63,6 +63,11 @@ class StringColumn:
         bounds = self.offsets.tolist()
         return [text[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
+    def slice(self, lo: int, hi: int) -> StringColumn:
+        """Strings ``lo`` to ``hi - 1`` (a view of their bytes)."""
+        start = int(self.offsets[lo])
+        return StringColumn(np.asarray(self.data[start : int(self.offsets[hi])]), self.offsets[lo : hi + 1] - start)
+
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
 

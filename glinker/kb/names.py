@@ -15,6 +15,7 @@ they were built with (``ngram``). Normalisation and hashing are fixed by the kb 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ FORMAT1_PARAMS = {"ngram": 3}  # what kb format 1 (which recorded no parameters)
 # similar() sums postings into one array over all keys when they number at least 1/DENSE_POSTINGS of the keys
 DENSE_POSTINGS = 16
 SIMILAR_CHUNK = 64  # texts whose postings similar_many sums together
-NGRAM_CHUNK = 1 << 16  # keys whose n-grams are hashed at once while the index is built
+BUILD_CHUNK = 1 << 16  # names (and keys) handled at once while the index is built
 MAX_NAME_TOKENS = 10  # longest names (in tokens) that scan looks for by default
 ARRAYS = (
     "key_hash",
@@ -77,25 +78,29 @@ class NameIndex:
 
     @classmethod
     def build(cls, names: StringColumn, name_entity: np.ndarray, ngram: int = NGRAM) -> NameIndex:
-        normalized = [normalize_name(n) for n in names.tolist()]
-        hashes = StringColumn.from_strings(normalized).hashes()
-        key_hash, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
+        """The index of ``names`` (name row -> entity row in ``name_entity``), BUILD_CHUNK names at a
+        time: no list of every name is held, only columns and arrays."""
+        normalized = _mapped(names, normalize_name)
+        key_hash, first, inverse = np.unique(normalized.hashes(), return_index=True, return_inverse=True)
         order = np.argsort(inverse, kind="stable")
         key_name_offsets = np.zeros(len(key_hash) + 1, dtype=np.int64)
         np.cumsum(np.bincount(inverse, minlength=len(key_hash)), out=key_name_offsets[1:])
-        key_text = [normalized[i] for i in first]
-        keys = StringColumn.from_strings(key_text)
+        key_columns, key_tokens, postings = [], [], []
+        for lo in range(0, len(first), BUILD_CHUNK):
+            texts = normalized.take(first[lo : lo + BUILD_CHUNK])
+            key_columns.append(StringColumn.from_strings(texts))
+            key_tokens += [k.count(" ") + 1 if k else 0 for k in texts]
+            postings.append(_Postings.of(texts, ngram))
+        keys = StringColumn.concat_all(key_columns) if key_columns else StringColumn.empty()
         arrays = {
             "key_hash": key_hash,
             "key_name_offsets": key_name_offsets,
             "key_names": order.astype(np.int64),
             "name_entity": np.asarray(name_entity, dtype=np.int64),
-            "key_tokens": np.array([k.count(" ") + 1 if k else 0 for k in key_text], dtype=np.int32),
+            "key_tokens": np.array(key_tokens, dtype=np.int32),
         }
-        arrays.update(_ngram_arrays(key_text, ngram))
-        canon_hash, canon_inverse = np.unique(
-            StringColumn.from_strings([canonical_name(k) for k in normalized]).hashes(), return_inverse=True
-        )
+        arrays.update(_ngram_arrays(postings, len(keys)))
+        canon_hash, canon_inverse = np.unique(_mapped(normalized, canonical_name).hashes(), return_inverse=True)
         arrays["canon_hash"] = canon_hash
         arrays["canon_name_offsets"] = np.concatenate(
             [[0], np.cumsum(np.bincount(canon_inverse, minlength=len(canon_hash)))]
@@ -316,22 +321,29 @@ def _grams(normalized: str, n: int) -> np.ndarray:
     return fixed_span_hashes(codes, np.arange(count), n)
 
 
-def _ngram_arrays(keys: list[str], n: int) -> dict[str, np.ndarray]:
+def _mapped(column: StringColumn, fn: Callable[[str], str]) -> StringColumn:
+    """``fn`` of every string of ``column``, BUILD_CHUNK strings at a time."""
+    parts = [StringColumn.from_strings(map(fn, column.slice(lo, min(lo + BUILD_CHUNK, len(column))).tolist()))
+             for lo in range(0, len(column), BUILD_CHUNK)]
+    return StringColumn.concat_all(parts) if parts else StringColumn.empty()
+
+
+def _ngram_arrays(parts: list[_Postings], num_keys: int) -> dict[str, np.ndarray]:
     """Inverted index gram -> (key, L2-normalised TF-IDF weight), as CSR arrays (postings of a gram in
-    key order). Built NGRAM_CHUNK keys at a time, so that memory grows with the postings (12 bytes
-    each), not with the temporaries of hashing every n-gram of the KB at once."""
-    parts = [_Postings.of(keys[lo : lo + NGRAM_CHUNK], n) for lo in range(0, len(keys), NGRAM_CHUNK)]
+    key order), from the postings of consecutive blocks of keys: memory grows with the postings (12
+    bytes each), not with the temporaries of hashing every n-gram of the KB at once."""
     gram_hash = np.unique(np.concatenate([p.vocab for p in parts])) if parts else np.zeros(0, np.uint64)
     df = np.zeros(len(gram_hash), dtype=np.int64)
     for p in parts:
         p.gram = np.searchsorted(gram_hash, p.vocab).astype(np.int32)[p.gram]  # ranks kept: hashes sorted
         df += np.bincount(p.gram, minlength=len(gram_hash))
-    idf = np.log((len(keys) + 1) / (df + 1)) + 1.0
+    idf = np.log((num_keys + 1) / (df + 1)) + 1.0
     offsets = np.zeros(len(gram_hash) + 1, dtype=np.int64)
     np.cumsum(df, out=offsets[1:])
     post_keys, post_weights = np.empty(offsets[-1], np.int32), np.empty(offsets[-1], np.float32)
     filled = offsets[:-1].copy()  # where the next posting of each gram goes
-    for first_key, p in zip(range(0, len(keys), NGRAM_CHUNK), parts, strict=True):
+    sizes = np.array([p.size for p in parts], dtype=np.int64)
+    for first_key, p in zip((np.cumsum(sizes) - sizes).tolist(), parts, strict=True):
         if not len(p.gram):
             continue
         weights = (1.0 + np.log(p.tf)) * idf[p.gram]
