@@ -22,12 +22,17 @@ def test_normalize_folds_case_accents_punctuation():
     assert normalize_name("  ") == ""
 
 
-def test_hashes_are_stable_and_positional_free():
-    col = StringColumn.from_strings(["abc", "xabc", "abc", ""])
+def test_hashes_are_stable_and_positional_free(monkeypatch):
+    import glinker.kb.columns as columns
+
+    col = StringColumn.from_strings(["abc", "xabc", "abc", "", "ünï", "abc"])
     h = col.hashes()
     assert h[0] == h[2] == string_hash("abc") and h[0] != h[1]
     codes = np.frombuffer(b"xabc", dtype=np.uint8)
     assert span_hashes(codes, np.array([1]), np.array([4]))[0] == h[0]
+    for block in (1, 2, 4):  # hashed a block of strings at a time: the same hashes
+        monkeypatch.setattr(columns, "HASH_BLOCK", block)
+        assert col.hashes().tolist() == h.tolist()
 
 
 def test_exact_and_similar():

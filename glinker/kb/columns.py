@@ -16,6 +16,7 @@ from .checks import check_offsets, read_file
 
 _P = np.uint64(1_000_003)
 UTF8_BLOCK = 64 * 1024 * 1024  # bytes decoded at once when a column is checked
+HASH_BLOCK = 1 << 16  # strings hashed at once by StringColumn.hashes
 
 
 def load_array(path: Path, mmap: bool = True) -> np.ndarray:
@@ -127,8 +128,13 @@ class StringColumn:
             raise KnowledgeBaseError(f"{data_path}: not UTF-8 text ({exc}; the file is corrupted)") from None
 
     def hashes(self) -> np.ndarray:
-        """A stable 64-bit hash of every string (see :func:`span_hashes`)."""
-        return span_hashes(self.data, self.offsets[:-1], self.offsets[1:])
+        """A stable 64-bit hash of every string (see :func:`span_hashes`), HASH_BLOCK strings at a time
+        (span_hashes holds ~40 bytes per byte of text it hashes)."""
+        out = np.empty(len(self), dtype=np.uint64)
+        for lo in range(0, len(self), HASH_BLOCK):
+            block = self.slice(lo, min(lo + HASH_BLOCK, len(self)))
+            out[lo : lo + len(block)] = span_hashes(block.data, block.offsets[:-1], block.offsets[1:])
+        return out
 
 
 def span_hashes(codes: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
