@@ -161,8 +161,9 @@ class VectorIndex:
         """The ``k_factor * k`` best IVF hits re-scored exactly against the vectors; best k, ties by id."""
         _, ids = self.index.search(queries, min(self.size, k * self.params.get("k_factor", 4)))
         scores = np.empty(ids.shape, np.float32)
-        for lo in range(0, len(ids), RESCORE_QUERIES):  # one gather of the hits' rows (deduplicating them first
-            part = np.maximum(ids[lo : lo + RESCORE_QUERIES], 0)  # cost twice the time: they rarely repeat)
+        # one gather of the hits' rows per block (deduplicating them first cost twice the time: hits rarely repeat)
+        for lo in range(0, len(ids), RESCORE_QUERIES):
+            part = np.maximum(ids[lo : lo + RESCORE_QUERIES], 0)
             rows = self.matrix[part.ravel()].astype(np.float32).reshape(*part.shape, -1)
             scores[lo : lo + RESCORE_QUERIES] = np.einsum("qkd,qd->qk", rows, queries[lo : lo + RESCORE_QUERIES])
         scores[ids < 0] = -np.inf
