@@ -74,7 +74,9 @@ class StringColumn:
 
     @staticmethod
     def concat_all(columns: Sequence[StringColumn]) -> StringColumn:
-        """One column holding the strings of all ``columns`` in order (a single copy)."""
+        """One column holding the strings of all ``columns`` in order (a single copy); empty for none."""
+        if not columns:
+            return StringColumn.empty()
         bases = np.cumsum([0] + [int(c.offsets[-1]) for c in columns[:-1]])
         data = np.concatenate([c.data for c in columns])
         offsets = np.concatenate([columns[0].offsets[:1]] + [c.offsets[1:] + b for c, b in zip(columns, bases, strict=True)])

@@ -91,7 +91,7 @@ class NameIndex:
             key_columns.append(StringColumn.from_strings(texts))
             key_tokens += [k.count(" ") + 1 if k else 0 for k in texts]
             postings.append(_Postings.of(texts, ngram))
-        keys = StringColumn.concat_all(key_columns) if key_columns else StringColumn.empty()
+        keys = StringColumn.concat_all(key_columns)
         arrays = {
             "key_hash": key_hash,
             "key_name_offsets": key_name_offsets,
@@ -325,7 +325,7 @@ def _mapped(column: StringColumn, fn: Callable[[str], str]) -> StringColumn:
     """``fn`` of every string of ``column``, BUILD_CHUNK strings at a time."""
     parts = [StringColumn.from_strings(map(fn, column.slice(lo, min(lo + BUILD_CHUNK, len(column))).tolist()))
              for lo in range(0, len(column), BUILD_CHUNK)]
-    return StringColumn.concat_all(parts) if parts else StringColumn.empty()
+    return StringColumn.concat_all(parts)
 
 
 def _ngram_arrays(parts: list[_Postings], num_keys: int) -> dict[str, np.ndarray]:

@@ -176,10 +176,12 @@ class EntityStore:
         return [render_template(template, self.fields(int(r))) for r in rows]
 
     def name_entity_rows(self) -> np.ndarray:
-        """The entity row of every name (computed once per ``name_start``: every faiss batch asks)."""
+        """The entity row of every name (computed once per ``name_start``: every faiss batch asks; shared,
+        so read-only)."""
         start, rows = self._entity_of_names
         if start is not self.name_start:
             rows = np.repeat(np.arange(self.num_rows, dtype=np.int64), np.diff(self.name_start))
+            rows.flags.writeable = False
             self._entity_of_names = (self.name_start, rows)
         return rows
 

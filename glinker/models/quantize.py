@@ -6,7 +6,8 @@ fly); everything else stays float32. A model may keep some Linear layers float32
 feed-forward output projections of its encoders (``ffn_output``). Measured on a trained GLiNER
 (benchmarks/quantize_gate.py, BC5CDR test, span F1 0.6928 float32): one scale per weight tensor
 (torch's default) lost 2.4 points on the first 100 abstracts, one per output channel 1.55 on all
-500, and per channel with the feed-forward outputs float32 0.46. The int8 weights are written once to a cache keyed by the SHA-256 of the source's files,
+500, and per channel with the feed-forward outputs float32 0.46. The int8 weights are written once
+to a cache keyed by the SHA-256 of the source's files and by the layers quantized,
 beside the source (``SOURCE/.glinker-quantized/``) or, when the source folder is read-only, under
 ``$GLINKER_CACHE`` (default ``~/.cache/glinker``); a changed source has another checksum, so it is
 converted again. A quantized model says so: its ``model_id`` ends in ``+int8`` (kb_dir manifests
