@@ -149,6 +149,22 @@ def test_retriever_lowers_its_loss_and_the_model_links(tmp_path, backbone, annot
     assert any(e.is_linked for e in records)
 
 
+def test_mention_weight_repeats_each_annotated_mention_among_the_anchors(tmp_path, annotated):
+    from glinker.train.data import read_kb
+    from glinker.train.retriever import anchors_and_dev
+    from glinker.train.run import TrainRun
+
+    anchors = {}
+    for weight in (1, 3):
+        run = TrainRun(load_train_config(retriever_config("unused", annotated, mention_weight=weight)), tmp_path / "r")
+        entities = read_kb(run.config.data.kb, "{label}", run.rejects)
+        anchors[weight] = anchors_and_dev(run, entities, run.rejects)[0]
+    mentions, odd = divmod(len(anchors[3]) - len(anchors[1]), 2)  # names first, then the mentions
+    names = len(anchors[1]) - mentions
+    assert mentions > 0 and not odd and names > 0
+    assert anchors[3] == anchors[1][:names] + anchors[1][names:] * 3
+
+
 def test_retriever_is_deterministic_with_a_seed(tmp_path, backbone):
     runs = [train(retriever_config(backbone, seed=7), out=tmp_path / str(i), max_steps=10, quiet=True)
             for i in range(2)]

@@ -35,13 +35,14 @@ class Anchor:
 
 
 def anchors_and_dev(run: TrainRun, entities: list[KBEntity], rejects: Rejects) -> tuple[list[Anchor], list[Anchor]]:
-    """Training anchors (KB names of entities with more than one name, gold train mentions) and dev anchors."""
+    """Training anchors (KB names of entities with more than one name, gold train mentions, each
+    ``mention_weight`` times) and dev anchors."""
     data, where = run.config.data, {e.entity_id: i for i, e in enumerate(entities)}
     train = [Anchor(name, i) for i, e in enumerate(entities) if len(e.names) > 1 for name in e.names]
     dev: list[Anchor] = []
     if data.train_data is not None:
         docs = read_docs(data.train_data, data.train_split, data, rejects, data.max_docs)
-        train += _linked(gold_mentions(docs), where)
+        train += _linked(gold_mentions(docs), where) * max(1, int(run.options["mention_weight"]))
     if data.val_data is not None:
         docs = read_docs(data.val_data, data.val_split, data, rejects, data.val_max_docs)
         dev = list(dict.fromkeys(_linked(gold_mentions(docs), where)))
