@@ -47,3 +47,10 @@ def medic_kb_dir(template: str = "{label}: {description}", encoder: str = MINILM
 
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def rss_parts_mib() -> dict[str, int]:
+    """The resident memory now, split into anonymous (the process's own) and file-backed pages (memory-
+    mapped files: page cache the kernel can take back), from /proc/self/status (Linux)."""
+    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+    return {f"{key.lower()}_mib": int(fields[key].split()[0]) // 1024 for key in ("RssAnon", "RssFile") if key in fields}

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from common import CACHE, peak_rss_mib
+from common import CACHE, peak_rss_mib, rss_parts_mib
 
 ENCODER_ID = "synthetic/seeded-384"
 KEY = ("names", ENCODER_ID, "{label}")
@@ -109,6 +109,7 @@ def build(n: int, out: Path, dim: int, index: str, dtype: str, seeds: str, recal
     kb.name_index()
     named = time.perf_counter()
     manifest = kb.save_dir(out, ENCODER_ID, None, index_type=index, dtype=dtype)
+    parts = rss_parts_mib()
     source.unlink()
     return {
         "build_s": round(time.perf_counter() - started, 1),
@@ -121,6 +122,7 @@ def build(n: int, out: Path, dim: int, index: str, dtype: str, seeds: str, recal
         "index_params": manifest["index"]["params"],
         "disk_mib": round(sum(f["bytes"] for f in manifest["files"].values()) / 2**20, 1),
         "build_peak_rss_mib": round(peak_rss_mib(), 1),
+        **{f"build_end_{key}": value for key, value in parts.items()},
     }
 
 
@@ -160,7 +162,7 @@ def search(out: Path, queries: int, batch: int, k: int, exact_sample: int) -> di
     started = time.perf_counter()
     found = [first[1]] + [index.search(q[lo : lo + batch], k)[1] for lo in range(batch, queries, batch)]
     search_s = time.perf_counter() - started
-    search_rss = peak_rss_mib()
+    search_rss, parts = peak_rss_mib(), rss_parts_mib()
     exact = _exact_top_k(vectors, q[:exact_sample], k)[1]
     return {
         "load_cold_s": load_s,
@@ -168,6 +170,7 @@ def search(out: Path, queries: int, batch: int, k: int, exact_sample: int) -> di
         "mentions_per_s": round((queries - batch) / search_s),
         f"recall@{k}": round(recall_at(np.concatenate(found)[:exact_sample], exact), 4),
         "search_peak_rss_mib": round(search_rss, 1),
+        **{f"search_{key}": value for key, value in parts.items()},
     }
 
 

@@ -89,6 +89,27 @@ def test_manifest_records_the_tuning_and_users_override_it(matrix, tmp_path):
         opened.vector_store.configure(recall_target=1.5)
 
 
+def test_inverted_lists_are_memory_mapped_and_take_updates(matrix, tmp_path):
+    """A saved fast-scan index opens with its lists mapped from the file (not read into memory), finds what
+    the index in memory finds, and copies its lists back into memory when vectors are added."""
+    built = VectorIndex.build(matrix[:15_000], "ivf", search={"nprobe": 8})
+    assert built.save(tmp_path / "index.faiss") and built.params["lists"] == "mapped"
+    opened = VectorIndex.load(tmp_path / "index.faiss", "ivf", built.params, matrix[:15_000])
+    lists = faiss.downcast_InvertedLists(faiss.extract_index_ivf(opened.index).invlists)
+    assert isinstance(lists, faiss.OnDiskInvertedLists) and lists.filename == str(tmp_path / "index.faiss")
+    queries = queries_near(matrix, 100)
+    for a, b in zip(opened.search(queries, 30), built.search(queries, 30), strict=True):
+        np.testing.assert_array_equal(a, b)
+    opened.extend_to(matrix)
+    built.extend_to(matrix)
+    assert opened.size == len(matrix)
+    for a, b in zip(opened.search(queries, 30), built.search(queries, 30), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert opened.save(tmp_path / "again.faiss")
+    reopened = VectorIndex.load(tmp_path / "again.faiss", "ivf", opened.params, matrix)
+    np.testing.assert_array_equal(reopened.search(queries, 30)[1], built.search(queries, 30)[1])
+
+
 def test_an_index_of_the_earlier_format_searches_as_before(matrix, tmp_path):
     """kb_dirs built before refine: vectors hold an IndexRefine with float16 copies; FAISS re-scores them."""
     old = faiss.index_factory(64, "IVF141,PQ16x4fs,Refine(SQfp16)", faiss.METRIC_INNER_PRODUCT)

@@ -6,6 +6,7 @@ saved with ``np.save`` loads memory-mapped in microseconds.
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -23,6 +24,27 @@ def load_array(path: Path, mmap: bool = True) -> np.ndarray:
     """An .npy file, memory-mapped read-only, as a plain ndarray view: ``np.memmap`` indexing goes
     through Python and cost 7x more per lookup (a third of the L2 time on MEDIC)."""
     return np.asarray(np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False))
+
+
+def release_pages(array: np.ndarray) -> None:
+    """Unmap the pages of the file ``array`` is memory-mapped from (if it is) from this process: they stay
+    in the page cache and fault back in when read, but a pass over a large file no longer leaves all of
+    it counted in the process's resident memory."""
+    while array is not None and not isinstance(array, mmap.mmap):
+        array = getattr(array, "_mmap", None) or getattr(array, "base", None)
+    if array is not None:
+        array.madvise(mmap.MADV_DONTNEED)
+
+
+def save_in_blocks(path: Path, matrix: np.ndarray, dtype: str, block_rows: int = 1 << 16) -> None:
+    """``np.save(path, matrix.astype(dtype))`` a block of rows at a time: neither a converted copy of the
+    whole matrix nor all of a memory-mapped one is held at once."""
+    with open(path, "wb") as handle:
+        np.lib.format.write_array_header_1_0(handle, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+                                                      "fortran_order": False, "shape": matrix.shape})
+        for lo in range(0, len(matrix), block_rows):
+            np.ascontiguousarray(matrix[lo : lo + block_rows], dtype=dtype).tofile(handle)
+            release_pages(matrix)
 
 
 class StringColumn:

@@ -27,6 +27,9 @@ from typing import Any
 
 import numpy as np
 
+from .columns import release_pages
+from .ivf_lists import is_fast_scan, lists_in_memory, read_mapped, write_mapped
+
 INDEX_TYPES = ("flat", "hnsw", "ivf")
 FLAT_LIMIT = 250_000
 BLOCK_ROWS = 32_768
@@ -88,6 +91,8 @@ class VectorIndex:
         if self.kind == "flat":
             self.matrix = np.concatenate([self.matrix, np.asarray(matrix, dtype=np.float32)])
             return
+        if self.params.get("lists") == "mapped":
+            lists_in_memory(self.index)  # lists mapped from a kb_dir are read-only
         bar = None
         if progress and len(matrix) > chunk:
             from tqdm import tqdm
@@ -96,6 +101,7 @@ class VectorIndex:
         for lo in range(0, len(matrix), chunk):
             part = np.ascontiguousarray(matrix[lo : lo + chunk], dtype=np.float32)
             self.index.add(part)
+            release_pages(matrix)
             if bar is not None:
                 bar.update(len(part))
         if bar is not None:
@@ -123,7 +129,7 @@ class VectorIndex:
         ``_work``; the largest k_factor with its last nprobe where none does). Records and returns the recall."""
         rows = np.sort(rows)
         queries = np.asarray(self.matrix[rows], dtype=np.float32)
-        exact = _others(_exact_top_k(self.matrix, queries, k + 1)[1], rows, k)
+        exact = _others(_exact_top_k(self.matrix, queries, k + 1, release=True)[1], rows, k)
         tried = [(*self._sweep_nprobe(queries, rows, exact, target, k_factor), k_factor) for k_factor in K_FACTORS]
         met = [t for t in tried if t[0] >= target]
         recall, nprobe, k_factor = min(met, key=lambda t: self._work(t[1], t[2], k)) if met else tried[-1]
@@ -180,12 +186,17 @@ class VectorIndex:
         return best_of(scores, ids, k)
 
     def save(self, path: Path) -> bool:
-        """Write the FAISS index (flat needs no file: it is rebuilt from the vectors). True if written."""
+        """Write the FAISS index (flat needs no file: it is rebuilt from the vectors). True if written.
+        Fast-scan IVF lists are written to be memory-mapped when loaded (``lists: mapped``)."""
         if self.kind == "flat":
             return False
         import faiss
 
-        faiss.write_index(self.index, str(path))
+        if self.kind == "ivf" and is_fast_scan(self.index):
+            write_mapped(self.index, path)
+            self.params["lists"] = "mapped"
+        else:
+            faiss.write_index(self.index, str(path))
         return True
 
     @classmethod
@@ -195,7 +206,8 @@ class VectorIndex:
         import faiss
 
         params = dict(params)
-        return cls(kind, _tuned(faiss.read_index(str(path)), kind, params), params, vectors)
+        index = read_mapped(path) if params.get("lists") == "mapped" else faiss.read_index(str(path))
+        return cls(kind, _tuned(index, kind, params), params, vectors)
 
 
 @functools.cache
@@ -259,7 +271,9 @@ def best_of(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np
     return np.take_along_axis(scores, order, 1).astype(np.float32), np.take_along_axis(ids, order, 1)
 
 
-def _exact_top_k(matrix: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def _exact_top_k(matrix: np.ndarray, queries: np.ndarray, k: int, release: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top k by blocks of rows; ``release``: unmap each block's pages after it (a one-off pass over a
+    memory-mapped matrix, e.g. at build time, that should not stay resident)."""
     best_s = np.zeros((len(queries), 0), np.float32)
     best_i = np.zeros((len(queries), 0), np.int64)
     for lo in range(0, len(matrix), BLOCK_ROWS):
@@ -268,6 +282,8 @@ def _exact_top_k(matrix: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.nd
         top = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
         best_s = np.concatenate([best_s, np.take_along_axis(scores, top, 1)], axis=1)
         best_i = np.concatenate([best_i, top + lo], axis=1)
+        if release:
+            release_pages(matrix)
         if best_s.shape[1] > k:
             best_s, best_i = best_of(best_s, best_i, k)
     return best_of(best_s, best_i, k)

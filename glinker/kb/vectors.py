@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import KnowledgeBaseError
 from .checks import check_size, corrupted, is_count, manifest_error, read_file
-from .columns import load_array
+from .columns import load_array, save_in_blocks
 from .vector_index import INDEX_TYPES, RECALL_TARGET, VectorIndex
 
 KINDS = ("names", "entities", "labels")
@@ -110,7 +110,7 @@ class VectorStore:
                  and not (vs.kind == "entities" and vs.template != template)]
         for vector_set in saved:
             path = directory / f"vectors.{vector_set.kind}.npy"
-            np.save(path, np.asarray(vector_set.matrix).astype(dtype, copy=False))
+            save_in_blocks(path, vector_set.matrix, dtype)
             files.append(path)
             vectors[vector_set.kind] = {"file": path.name, "rows": int(vector_set.matrix.shape[0]),
                                         "template": vector_set.template, "normalized": vector_set.normalized,
