@@ -11,8 +11,10 @@
   built: for each ``k_factor`` of K_FACTORS the smallest power-of-two nprobe whose recall@30 against
   exact search, on ``TUNE_QUERIES`` of the KB's own vectors (held out of the training sample when the
   KB is larger than it), reaches the recall target (0.95 unless asked otherwise), and of those the
-  pair that costs least (codes scanned + 100 per vector re-scored); the manifest records them with the recall achieved. kb_dirs written before (``refine: SQfp16``, FAISS re-scoring
-  against float16 copies inside the index file) open and search as they did.
+  pair that costs least (codes scanned + 100 per vector re-scored); the manifest records them with the
+  recall achieved. The inverted lists are memory-mapped from the index file (see ivf_lists.py). kb_dirs
+  written before (``refine: SQfp16``, FAISS re-scoring against float16 copies inside the index file)
+  open and search as they did.
 """
 
 from __future__ import annotations
@@ -134,6 +136,7 @@ class VectorIndex:
         met = [t for t in tried if t[0] >= target]
         recall, nprobe, k_factor = min(met, key=lambda t: self._work(t[1], t[2], k)) if met else tried[-1]
         self.configure(nprobe=nprobe, k_factor=k_factor)
+        release_pages(self.matrix)
         self.params.update(recall_target=target, recall_at=k, recall=round(recall, 4), tune_queries=len(queries))
         return recall
 
@@ -249,6 +252,7 @@ def _ivf(matrix: np.ndarray, seed: int) -> tuple[VectorIndex, np.ndarray]:
     held_out = order[params["train_size"] :][:TUNE_QUERIES] if n > params["train_size"] else order[:TUNE_QUERIES]
     index = faiss.index_factory(dim, f"IVF{nlist},{codes}", faiss.METRIC_INNER_PRODUCT)
     index.train(np.ascontiguousarray(matrix[np.sort(train)], dtype=np.float32))
+    release_pages(matrix)  # page fault-around maps most of a file cached whole, even for a 3% sample
     return VectorIndex("ivf", _tuned(index, "ivf", params), params), held_out
 
 
