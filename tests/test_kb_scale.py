@@ -5,6 +5,7 @@ re-scored from the KB's own vectors (no second copy in the index file); kb_dirs 
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -126,3 +127,33 @@ def test_an_index_of_the_earlier_format_searches_as_before(matrix, tmp_path):
     found = index.search(queries, 10)
     np.testing.assert_array_equal(found[1], expected[1])
     np.testing.assert_array_equal(found[0], expected[0])
+
+
+@pytest.mark.parametrize(("dtype", "block_rows"), [("float16", 7), ("float32", 1 << 16)])
+def test_vectors_saved_in_blocks_equal_np_save(matrix, tmp_path, dtype, block_rows):
+    from glinker.kb.columns import save_in_blocks
+
+    np.save(tmp_path / "whole.npy", matrix[:1000].astype(dtype))
+    save_in_blocks(tmp_path / "blocks.npy", matrix[:1000], dtype, block_rows)
+    assert (tmp_path / "whole.npy").read_bytes() == (tmp_path / "blocks.npy").read_bytes()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads Linux's /proc/self/status")
+def test_released_pages_leave_the_process_but_not_the_data(tmp_path):
+    from glinker.kb.columns import load_array, release_pages
+
+    def mapped_mib() -> int:
+        return int(next(line for line in open("/proc/self/status") if line.startswith("RssFile")).split()[1]) // 1024
+
+    np.save(tmp_path / "big.npy", np.arange(16 << 20, dtype=np.float32))  # 64 MiB
+    array = load_array(tmp_path / "big.npy")
+    before = mapped_mib()
+    total = float(array.sum(dtype=np.float64))
+    assert mapped_mib() - before > 48
+    release_pages(array[10:20])  # any view of the mapping
+    assert mapped_mib() - before < 16
+    assert float(array.sum(dtype=np.float64)) == total
+    changed = np.load(tmp_path / "big.npy", mmap_mode="c")
+    changed[3] = -1.0
+    release_pages(changed)  # copy-on-write: left mapped, the change kept
+    assert changed[3] == -1.0

@@ -31,6 +31,8 @@ def release_pages(array: np.ndarray) -> None:
     in the page cache and fault back in when read, but a pass over a large file no longer leaves all of
     it counted in the process's resident memory."""
     while array is not None and not isinstance(array, mmap.mmap):
+        if getattr(array, "mode", None) == "c":  # a copy-on-write np.memmap: unmapping would drop its changes
+            return
         array = getattr(array, "_mmap", None) or getattr(array, "base", None)
     if array is not None:
         array.madvise(mmap.MADV_DONTNEED)
