@@ -72,6 +72,7 @@ def test_manifest_records_the_tuning_and_users_override_it(matrix, tmp_path):
     kb.vector_store.configure(recall_target=0.9)
     manifest = kb.save_dir(tmp_path / "kb", ENCODER, None, index_type="ivf", dtype="float16")
     params = manifest["index"]["params"]
+    assert manifest["format_version"] == 3 and params["lists"] == "mapped"  # glinker before 3 cannot read it
     assert params["recall_target"] == 0.9 and params["recall"] >= 0.9 and params["refine"] == "vectors"
     assert json.loads((tmp_path / "kb" / "manifest.json").read_text())["index"]["params"] == params
     index_bytes = (tmp_path / "kb" / "index.names.faiss").stat().st_size
@@ -109,6 +110,23 @@ def test_inverted_lists_are_memory_mapped_and_take_updates(matrix, tmp_path):
     assert opened.save(tmp_path / "again.faiss")
     reopened = VectorIndex.load(tmp_path / "again.faiss", "ivf", opened.params, matrix)
     np.testing.assert_array_equal(reopened.search(queries, 30)[1], built.search(queries, 30)[1])
+
+
+def test_searches_meanwhile_an_update_copies_the_mapped_lists(matrix, tmp_path):
+    """Searches from other threads go on while an add replaces the mapped lists (no crash, whole answers)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    built = VectorIndex.build(matrix[:15_000], "ivf", search={"nprobe": 8})
+    built.save(tmp_path / "index.faiss")
+    opened = VectorIndex.load(tmp_path / "index.faiss", "ivf", built.params, matrix[:15_000])
+    queries = queries_near(matrix[:15_000], 256)
+    with ThreadPoolExecutor(3) as pool:
+        searches = [pool.submit(opened.search, queries, 30) for _ in range(20)]
+        opened.extend_to(matrix)
+        for done in searches:
+            assert (done.result()[1] >= 0).all()
+    built.extend_to(matrix)
+    np.testing.assert_array_equal(opened.search(queries, 30)[1], built.search(queries, 30)[1])
 
 
 def test_an_index_of_the_earlier_format_searches_as_before(matrix, tmp_path):

@@ -149,20 +149,27 @@ def test_retriever_lowers_its_loss_and_the_model_links(tmp_path, backbone, annot
     assert any(e.is_linked for e in records)
 
 
-def test_mention_weight_repeats_each_annotated_mention_among_the_anchors(tmp_path, annotated):
+@pytest.mark.parametrize("held_out", [False, True])
+def test_mention_weight_repeats_each_annotated_mention_among_the_anchors(tmp_path, annotated, held_out):
     from glinker.train.data import read_kb
     from glinker.train.retriever import anchors_and_dev
     from glinker.train.run import TrainRun
 
-    anchors = {}
-    for weight in (1, 3):
-        run = TrainRun(load_train_config(retriever_config("unused", annotated, mention_weight=weight)), tmp_path / "r")
-        entities = read_kb(run.config.data.kb, "{label}", run.rejects)
-        anchors[weight] = anchors_and_dev(run, entities, run.rejects)[0]
-    mentions, odd = divmod(len(anchors[3]) - len(anchors[1]), 2)  # names first, then the mentions
-    names = len(anchors[1]) - mentions
-    assert mentions > 0 and not odd and names > 0
-    assert anchors[3] == anchors[1][:names] + anchors[1][names:] * 3
+    def anchors(**training):
+        config = retriever_config("unused", annotated, **training)
+        if held_out:  # no val_data: the dev anchors are held out of the training ones
+            del config["data"]["val_data"]
+        run = TrainRun(load_train_config(config), tmp_path / "r")
+        return anchors_and_dev(run, read_kb(run.config.data.kb, "{label}", run.rejects), run.rejects)
+
+    (once, dev), (thrice, dev_again) = anchors(), anchors(mention_weight=3)
+    assert dev == dev_again and len(dev) == len(set(dev))
+    mentions, odd = divmod(len(thrice) - len(once), 2)  # names, then the mentions once, then their copies
+    assert mentions > 0 and not odd
+    if not held_out:
+        assert thrice == once + once[len(once) - mentions :] * 2
+    with pytest.raises(ConfigError, match="training.mention_weight"):
+        anchors(mention_weight=0.5)
 
 
 def test_retriever_is_deterministic_with_a_seed(tmp_path, backbone):

@@ -24,18 +24,21 @@ def is_fast_scan(index) -> bool:
     return isinstance(faiss.downcast_index(index), faiss.IndexIVFFastScan)
 
 
-def write_mapped(index, path: Path) -> None:
-    """Write ``index`` (IVF fast-scan, lists in memory or mapped) to ``path`` with its lists in the mapped layout."""
+def write_mapped(index, path: Path, name: str | None = None) -> None:
+    """Write ``index`` (IVF fast-scan, lists in memory or mapped) to ``path`` with its lists in the mapped
+    layout; ``name``: the file name recorded for them (``path``'s when None; :func:`read_mapped` maps
+    the file it reads whatever the name)."""
     import faiss
 
     ivf = faiss.extract_index_ivf(index)
     source = ivf.invlists
     sizes = [source.list_size(i) for i in range(ivf.nlist)]
     per_block, block_bytes = _block_shape(index)
-    header = len(_header(index, sizes, per_block, 0, path))  # offsets do not change the header's length
+    name = name or path.name
+    header = len(_header(index, sizes, per_block, 0, name))  # offsets do not change the header's length
     start = -(-header // ALIGN) * ALIGN
     with open(path, "wb") as handle:
-        handle.write(_header(index, sizes, per_block, start, path).ljust(start, b"\0"))
+        handle.write(_header(index, sizes, per_block, start, name).ljust(start, b"\0"))
         for i, size in enumerate(sizes):
             if size:
                 blocks = -(-size // per_block)
@@ -92,13 +95,13 @@ def _block_shape(index) -> tuple[int, int]:
     return per_block, block_bytes
 
 
-def _header(index, sizes: list[int], per_block: int, start: int, path: Path) -> bytes:
-    """``index`` serialised with ``OnDiskInvertedLists`` whose lists lie from ``start`` in ``path``."""
+def _header(index, sizes: list[int], per_block: int, start: int, name: str) -> bytes:
+    """``index`` serialised with ``OnDiskInvertedLists`` whose lists lie from ``start`` in file ``name``."""
     import faiss
 
     ivf = faiss.extract_index_ivf(index)
     code_size = int(ivf.code_size)
-    mapped = faiss.OnDiskInvertedLists(ivf.nlist, code_size, path.name)
+    mapped = faiss.OnDiskInvertedLists(ivf.nlist, code_size, name)
     table = faiss.OnDiskOneListVector()
     offset = start
     for size in sizes:

@@ -40,7 +40,7 @@ from typing import Any
 from ..errors import KnowledgeBaseError
 from .checks import check_size, is_count, manifest_error
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # the newest this glinker reads; it writes 3 only where needed (see write_manifest)
 VERIFY = ("full", "size", "none")
 
 
@@ -126,8 +126,9 @@ def write_manifest(directory: Path, fields: dict[str, Any], files: list[Path]) -
     """The manifest of ``files`` (sizes and checksums) with the stores' ``fields``, written to ``directory``."""
     from .. import __version__
 
-    manifest = {
-        "format_version": FORMAT_VERSION,
+    mapped = ((fields.get("index") or {}).get("params") or {}).get("lists") == "mapped"
+    manifest = {  # 3 only where needed: glinker before it cannot read mapped IVF lists, but opens the rest
+        "format_version": FORMAT_VERSION if mapped else 2,
         "glinker_version": __version__,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **fields,

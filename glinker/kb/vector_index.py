@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import replace_file
 from .columns import release_pages
 from .ivf_lists import is_fast_scan, lists_in_memory, read_mapped, write_mapped
 
@@ -51,6 +53,8 @@ class VectorIndex:
     index: Any = None  # FAISS index (hnsw, ivf)
     params: dict[str, Any] = field(default_factory=dict)
     matrix: np.ndarray | None = None  # the vectors: searched (flat) or re-scored against (ivf)
+    # held by FAISS searches, adds and saves: an add or a save swaps the lists of an index searched meanwhile
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def size(self) -> int:
@@ -93,21 +97,17 @@ class VectorIndex:
         if self.kind == "flat":
             self.matrix = np.concatenate([self.matrix, np.asarray(matrix, dtype=np.float32)])
             return
-        if self.params.get("lists") == "mapped":
-            lists_in_memory(self.index)  # lists mapped from a kb_dir are read-only
-        bar = None
-        if progress and len(matrix) > chunk:
-            from tqdm import tqdm
+        from tqdm import tqdm
 
-            bar = tqdm(total=len(matrix), desc=f"indexing ({self.kind})", unit="vec")
-        for lo in range(0, len(matrix), chunk):
-            part = np.ascontiguousarray(matrix[lo : lo + chunk], dtype=np.float32)
-            self.index.add(part)
-            release_pages(matrix)
-            if bar is not None:
+        with self.lock, tqdm(total=len(matrix), desc=f"indexing ({self.kind})", unit="vec",
+                             disable=not progress or len(matrix) <= chunk) as bar:
+            if self.params.get("lists") == "mapped":
+                lists_in_memory(self.index)  # lists mapped from a kb_dir are read-only
+            for lo in range(0, len(matrix), chunk):
+                part = np.ascontiguousarray(matrix[lo : lo + chunk], dtype=np.float32)
+                self.index.add(part)
+                release_pages(matrix)
                 bar.update(len(part))
-        if bar is not None:
-            bar.close()
 
     def extend_to(self, matrix: np.ndarray) -> None:
         """Add the rows of ``matrix`` past the current size; ``matrix`` (all rows) is what ivf re-scores against."""
@@ -167,17 +167,20 @@ class VectorIndex:
             return _exact_top_k(self.matrix, queries, k)
         if self.rescores:
             return self._rescored(queries, k)
-        return self.index.search(queries, k)
+        with self.lock:
+            return self.index.search(queries, k)
 
     def _rescored(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``k_factor * k`` best IVF hits re-scored exactly against the vectors; best k, ties by id."""
-        _, ids = self.index.search(queries, min(self.size, k * self.params.get("k_factor", 4)))
+        with self.lock:
+            _, ids = self.index.search(queries, min(self.size, k * self.params.get("k_factor", 4)))
+            matrix = self.matrix
         scores = np.empty(ids.shape, np.float32)
 
         def rescore(lo: int) -> None:
             # one gather of the hits' rows (deduplicating them first cost twice the time: hits rarely repeat)
             part = np.maximum(ids[lo : lo + RESCORE_QUERIES], 0)
-            rows = np.take(self.matrix, part.ravel(), axis=0).astype(np.float32).reshape(*part.shape, -1)
+            rows = np.take(matrix, part.ravel(), axis=0).astype(np.float32).reshape(*part.shape, -1)
             scores[lo : lo + RESCORE_QUERIES] = np.einsum("qkd,qd->qk", rows, queries[lo : lo + RESCORE_QUERIES])
 
         blocks = range(0, len(ids), RESCORE_QUERIES)
@@ -195,11 +198,12 @@ class VectorIndex:
             return False
         import faiss
 
-        if self.kind == "ivf" and is_fast_scan(self.index):
-            write_mapped(self.index, path)
-            self.params["lists"] = "mapped"
-        else:
-            faiss.write_index(self.index, str(path))
+        with self.lock:  # written beside and renamed: ``path`` may be the file these lists are mapped from
+            if self.kind == "ivf" and is_fast_scan(self.index):
+                replace_file(path, lambda tmp: write_mapped(self.index, Path(tmp), path.name))
+                self.params["lists"] = "mapped"
+            else:
+                replace_file(path, lambda tmp: faiss.write_index(self.index, tmp))
         return True
 
     @classmethod
@@ -216,7 +220,8 @@ class VectorIndex:
 @functools.cache
 def _rescore_pool() -> ThreadPoolExecutor:
     """Threads that re-score blocks of hits (measured 2x on 2 cores at 1M vectors)."""
-    return ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="glinker-rescore")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return ThreadPoolExecutor(min(cores, 8), thread_name_prefix="glinker-rescore")
 
 
 def recall_at(found: np.ndarray, exact: np.ndarray) -> float:

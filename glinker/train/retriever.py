@@ -21,7 +21,7 @@ import numpy as np
 import orjson
 
 from ..atomic import replace_bytes
-from ..errors import KnowledgeBaseError
+from ..errors import ConfigError, KnowledgeBaseError
 from .data import KBEntity, Rejects, gold_mentions, read_docs, read_kb
 from .run import TrainRun
 
@@ -36,23 +36,27 @@ class Anchor:
 
 def anchors_and_dev(run: TrainRun, entities: list[KBEntity], rejects: Rejects) -> tuple[list[Anchor], list[Anchor]]:
     """Training anchors (KB names of entities with more than one name, gold train mentions, each
-    ``mention_weight`` times) and dev anchors."""
+    ``mention_weight`` times) and dev anchors (held out before the mentions are repeated)."""
+    weight = run.options["mention_weight"]
+    if isinstance(weight, bool) or not isinstance(weight, int) or weight < 1:
+        raise ConfigError(f"training.mention_weight: {weight!r}; expected a whole number of 1 or more")
     data, where = run.config.data, {e.entity_id: i for i, e in enumerate(entities)}
-    train = [Anchor(name, i) for i, e in enumerate(entities) if len(e.names) > 1 for name in e.names]
-    dev: list[Anchor] = []
+    pool = [(Anchor(name, i), False) for i, e in enumerate(entities) if len(e.names) > 1 for name in e.names]
     if data.train_data is not None:
         docs = read_docs(data.train_data, data.train_split, data, rejects, data.max_docs)
-        train += _linked(gold_mentions(docs), where) * max(1, int(run.options["mention_weight"]))
+        pool += [(anchor, True) for anchor in _linked(gold_mentions(docs), where)]
+    dev: list[Anchor] = []
     if data.val_data is not None:
         docs = read_docs(data.val_data, data.val_split, data, rejects, data.val_max_docs)
         dev = list(dict.fromkeys(_linked(gold_mentions(docs), where)))
-    else:  # hold out KB names: up to 1000, and at most a fifth
-        random.Random(run.seed).shuffle(train)
-        held = min(1000, len(train) // 5)
-        dev, train = train[:held], train[held:]
-    if not train:
+    else:  # hold out KB names and mentions: up to 1000, and at most a fifth
+        random.Random(run.seed).shuffle(pool)
+        held = min(1000, len(pool) // 5)
+        dev, pool = list(dict.fromkeys(a for a, _ in pool[:held])), pool[held:]
+    if not pool:
         raise KnowledgeBaseError(f"{data.kb}: nothing to train on: no entity has two or more names and no annotated "
                                  "mention links to the KB (data.train_data)")
+    train = [a for a, _ in pool] + [a for a, mention in pool if mention] * (weight - 1)
     random.Random(run.seed + 1).shuffle(dev)
     return train, dev[: run.options["eval_max_mentions"]]
 
