@@ -41,11 +41,11 @@ def write_mapped(index, path: Path, name: str | None = None) -> None:
         handle.write(_header(index, sizes, per_block, start, name).ljust(start, b"\0"))
         for i, size in enumerate(sizes):
             if size:
-                blocks = -(-size // per_block)
-                handle.write(faiss.rev_swig_ptr(source.get_codes(i), blocks * block_bytes).tobytes())
-                ids = np.full(blocks * per_block, -1, np.int64)
-                ids[:size] = faiss.rev_swig_ptr(source.get_ids(i), size)
-                handle.write(ids.tobytes())
+                codes, ids = _views(source, i, per_block, block_bytes)
+                padded = np.full(len(codes) // block_bytes * per_block, -1, np.int64)  # ids of whole blocks
+                padded[:size] = ids
+                handle.write(codes.tobytes())
+                handle.write(padded.tobytes())
 
 
 def read_mapped(path: Path):
@@ -76,12 +76,20 @@ def lists_in_memory(index) -> None:
         size = mapped.list_size(i)
         if size:
             lists.resize(i, size)
-            blocks = -(-size // per_block)
-            faiss.rev_swig_ptr(lists.get_codes(i), blocks * block_bytes)[:] = faiss.rev_swig_ptr(
-                mapped.get_codes(i), blocks * block_bytes)
-            faiss.rev_swig_ptr(lists.get_ids(i), size)[:] = faiss.rev_swig_ptr(mapped.get_ids(i), size)
+            for copy, original in zip(_views(lists, i, per_block, block_bytes),
+                                      _views(mapped, i, per_block, block_bytes), strict=True):
+                copy[:] = original
     ivf.replace_invlists(lists, True)
     lists.this.disown()  # the index owns it now
+
+
+def _views(lists, i: int, per_block: int, block_bytes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Numpy views of non-empty list ``i`` of ``lists``: its packed codes (whole blocks) and its ids."""
+    import faiss
+
+    size = lists.list_size(i)
+    blocks = -(-size // per_block)
+    return faiss.rev_swig_ptr(lists.get_codes(i), blocks * block_bytes), faiss.rev_swig_ptr(lists.get_ids(i), size)
 
 
 def _block_shape(index) -> tuple[int, int]:
