@@ -139,6 +139,7 @@ class L1GlinerConfig(_ContextConfig):
     use_precomputed_embeddings: bool = True
     max_length: Int | None = Field(512, ge=16)
     window_overlap: Int = Field(32, ge=0, description="words shared by consecutive windows of a long text")
+    well_formed: bool = Field(True, description="drop spans that run across a sentence end or leave a bracket unclosed")
     quantize: Quantize = QUANTIZE_FIELD
 
 

@@ -28,6 +28,18 @@ def char_windows(text: str, max_chars: int) -> Iterator[tuple[int, str]]:
     yield start, text[start:]
 
 
+_SENTENCE_END = re.compile(r"[.!?;]\s+\S|\n")
+_BRACKETS = ("()", "[]", "{}")
+
+
+def well_formed(span: str) -> bool:
+    """False for a span that runs across a sentence end (``. `` then more text, or a line break) or leaves
+    a bracket unclosed: a model's span over two sentences or half a parenthesis is no mention."""
+    if _SENTENCE_END.search(span):
+        return False
+    return all(span.count(a) == span.count(b) for a, b in _BRACKETS)
+
+
 _PAREN = re.compile(r"\(\s*([^()\s][^()]{0,9}?)\s*\)")
 _WORD = re.compile(r"\S+")
 

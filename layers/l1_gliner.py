@@ -4,7 +4,7 @@ Span-level and token-level models, uni- and bi-encoders; a GLiNER-decoder's gene
 on each mention (``generated_label``). Bi-encoder label embeddings are computed once when the layer
 is built (dynamic padding) and reused for every batch. Long texts are cut into overlapping word
 windows that fit ``max_length``; mentions are mapped back to the original offsets and merged across
-windows.
+windows. Spans across a sentence end or with an unclosed bracket are dropped (``well_formed``).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 from glinker.config import L1GlinerConfig
 from glinker.contract import LayerContract, LayerSetup, Socket
 from glinker.ner import GlinerNER
+from glinker.text import well_formed
 from glinker.types import L1Output, Mention
 
 from .common import clean_mentions
@@ -34,7 +35,7 @@ class GlinerMentions:
                 (Mention.from_span(text, s.start, s.end, label=s.label, score=s.score,
                                    left_chars=c.max_left_context, right_chars=c.max_right_context,
                                    generated_label=s.generated_label)
-                 for s in spans),
+                 for s in spans if not c.well_formed or well_formed(text[s.start:s.end])),
                 c.min_entity_length,
             )
             for text, spans in zip(texts, self.ner.predict(texts), strict=True)

@@ -188,6 +188,25 @@ def test_windows_lose_no_mention_on_a_5000_word_text(models):
     assert flat and flat[-1][0] > 0.9 * len(text)
 
 
+def test_l1_gliner_drops_spans_across_sentences_or_with_an_unclosed_bracket(models):
+    from glinker.config import L1GlinerConfig
+    from glinker.ner import GlinerNER
+    from glinker.text import well_formed
+    from layers.l1_gliner import GlinerMentions
+
+    assert well_formed("hemorrhagic cystitis (HC)") and well_formed("e.g.")
+    assert not well_formed("toxicity. Acute toxicity") and not well_formed("dystrophy (Steinert")
+    texts = ["Acute renal failure. Severe (late onset hepatitis in Paris) and [chronic pain."]
+    options = {"model": models["uni"], "labels": ["disease"], "threshold": 0.0, "flat_ner": False}
+    raw = GlinerNER(models["uni"], ["disease"], threshold=0.0, flat_ner=False).predict(texts)[0]
+    kept = GlinerMentions(L1GlinerConfig(**options)).__call__(texts).entities[0]
+    every = GlinerMentions(L1GlinerConfig(**options, well_formed=False)).__call__(texts).entities[0]
+    spans = {(s.start, s.end) for s in raw if len(texts[0][s.start:s.end].strip()) >= 2}  # min_entity_length
+    assert {(m.start, m.end) for m in every} == spans
+    assert {(m.start, m.end) for m in kept} == {(a, b) for a, b in spans if well_formed(texts[0][a:b])}
+    assert len(kept) < len(every)
+
+
 def test_uni_encoder_prompt_over_half_the_window_is_a_limit_error(models):
     from glinker.ner import GlinerNER
 
