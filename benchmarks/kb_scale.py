@@ -20,6 +20,7 @@ not run.
 
     python benchmarks/kb_scale.py --entities 100k,1M --seeds medic,latent
     python benchmarks/kb_scale.py --entities 10M --seeds medic [--index auto|flat|hnsw|ivf] [--dtype float16]
+        [--refine vectors|sq8]   (sq8: hits re-scored against 8-bit codes of the vectors, their own cache dir)
     python benchmarks/kb_scale.py --phase names --entities 10M
 """
 
@@ -91,7 +92,8 @@ def entity_rows(n: int):
         yield {"entity_id": f"E{i:08d}", "label": f"synthetic entity {i}", "entity_type": "thing"}
 
 
-def build(n: int, out: Path, dim: int, index: str, dtype: str, seeds: str, recall_target: float) -> dict:
+def build(n: int, out: Path, dim: int, index: str, dtype: str, seeds: str, recall_target: float,
+          refine: str) -> dict:
     from glinker.kb import KnowledgeBase
     from glinker.kb.vectors import VectorSet
 
@@ -103,7 +105,7 @@ def build(n: int, out: Path, dim: int, index: str, dtype: str, seeds: str, recal
     matrix = write_vectors(source, n, dim, seeds, dtype)
     vectors_made = time.perf_counter()
     kb.vector_store.sets[KEY] = VectorSet(*KEY, matrix)
-    kb.vector_store.configure(recall_target=recall_target)
+    kb.vector_store.configure(recall_target=recall_target, refine=refine)
     kb.vector_index(SyntheticEncoder(dim=dim), "names", index_type=index, progress=False)
     indexed = time.perf_counter()
     kb.name_index()
@@ -209,14 +211,14 @@ def table_row(result: dict) -> str:
 
 
 def run(n: int, seeds: str, args: argparse.Namespace) -> dict:
-    out = args.out or CACHE / f"scale-{n}-{seeds}-{args.index}-{args.dtype}"
+    out = args.out or CACHE / f"scale-{n}-{seeds}-{args.index}-{args.dtype}{'-sq8' * (args.refine == 'sq8')}"
     result = {"benchmark": "kb_scale", "entities": n, "seeds": seeds, "dim": args.dim, "dtype": args.dtype,
               "batch": args.batch, "k": args.k}
     for phase in ("build", "search", "warm"):
         cmd = [sys.executable, __file__, "--phase", phase, "--entities", str(n), "--seeds", seeds,
                "--dim", str(args.dim), "--index", args.index, "--dtype", args.dtype, "--queries", str(args.queries),
                "--batch", str(args.batch), "--k", str(args.k), "--exact-sample", str(args.exact_sample),
-               "--recall-target", str(args.recall_target), "--out", str(out)]
+               "--recall-target", str(args.recall_target), "--refine", args.refine, "--out", str(out)]
         done = subprocess.run(cmd, check=True, capture_output=True, text=True)
         result.update(json.loads(done.stdout.strip().splitlines()[-1]))
         print(f"  {n:,} {seeds} {phase}: {done.stdout.strip().splitlines()[-1]}", flush=True)
@@ -232,6 +234,8 @@ def main() -> None:
     parser.add_argument("--index", default="auto", choices=["auto", "flat", "hnsw", "ivf"])
     parser.add_argument("--dtype", default="float16", choices=["float16", "float32"])
     parser.add_argument("--recall-target", type=float, default=0.95)
+    parser.add_argument("--refine", default="vectors", choices=["vectors", "sq8"],
+                        help="ivf: re-score hits against the vectors or their 8-bit codes")
     parser.add_argument("--queries", type=int, default=20_000)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--k", type=int, default=30)
@@ -242,7 +246,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.phase == "build":
         print(json.dumps(build(count(args.entities), args.out, args.dim, args.index, args.dtype, args.seeds,
-                               args.recall_target)))
+                               args.recall_target, args.refine)))
     elif args.phase == "search":
         print(json.dumps(search(args.out, args.queries, args.batch, args.k, args.exact_sample)))
     elif args.phase == "warm":

@@ -94,7 +94,7 @@ def cmd_kb_build(args: argparse.Namespace) -> int:
         manifest = build_kb_dir(
             args.entities, out, args.encoder, template=args.template, index_type=args.index,
             batch_size=args.batch_size, device=args.device, dtype=args.dtype, kinds=kinds, quantize=args.quantize,
-            runtime=args.runtime, recall_target=args.recall_target, search=search_overrides(args),
+            runtime=args.runtime, recall_target=args.recall_target, search=search_overrides(args), refine=args.refine,
             on_error="skip" if args.rejects else "raise", rejects_path=args.rejects, progress=not args.quiet,
         )
     summary = {k: manifest[k] for k in ("count", "names", "encoder", "template", "dim", "dtype", "build_seconds")}
@@ -287,8 +287,11 @@ def add_kb(sub) -> None:
     build.add_argument("--recall-target", type=probability, help="ivf: recall@30 against exact search that nprobe "
                        "and k_factor are tuned to, on held-out KB vectors (default: 0.95)")
     build.add_argument("--nprobe", type=positive, help="ivf: inverted lists searched per query, fixed (no tuning)")
-    build.add_argument("--k-factor", type=positive, help="ivf: hits re-scored exactly per hit asked, fixed (no tuning)")
+    build.add_argument("--k-factor", type=positive, help="ivf: hits re-scored per hit asked, fixed (no tuning)")
     build.add_argument("--ef-search", type=positive, help="hnsw: efSearch, fixed")
+    build.add_argument("--refine", default="vectors", choices=["vectors", "sq8"],
+                       help="ivf: re-score hits against the vectors (exact scores) or against 8-bit codes of them "
+                       "(sq8: half the memory of float16 vectors to keep mapped; default: %(default)s)")
     build.add_argument("--rejects", help="skip bad rows and write them here (default: stop at the first bad row)")
     build.add_argument("--quiet", action="store_true", help="no progress bars")
     build.set_defaults(func=cmd_kb_build)

@@ -1,5 +1,5 @@
 """IVF at scale: nprobe tuned at build time to a recall target, recorded in the manifest, overridable; hits
-re-scored from the KB's own vectors (no second copy in the index file); kb_dirs of the earlier format
+re-scored from the KB's own vectors (no second copy in the index file) or from 8-bit codes (refine sq8); kb_dirs of the earlier format
 (FAISS refine against float16 copies) still open and search as before."""
 
 from __future__ import annotations
@@ -127,6 +127,67 @@ def test_searches_meanwhile_an_update_copies_the_mapped_lists(matrix, tmp_path):
             assert (done.result()[1] >= 0).all()
     built.extend_to(matrix)
     np.testing.assert_array_equal(opened.search(queries, 30)[1], built.search(queries, 30)[1])
+
+
+def test_sq8_codes_file_is_faiss_own_format(matrix, tmp_path):
+    """Codes written a block at a time are the bytes FAISS writes for the same quantiser holding them all."""
+    from glinker.kb.sq_refine import trained, write_encoded
+
+    quantizer = trained(matrix[:2_000])
+    write_encoded(tmp_path / "blocks.faiss", quantizer, matrix[:5_000], chunk=999)
+    whole = faiss.clone_index(quantizer)
+    whole.add(matrix[:5_000])
+    faiss.write_index(whole, str(tmp_path / "whole.faiss"))
+    assert (tmp_path / "blocks.faiss").read_bytes() == (tmp_path / "whole.faiss").read_bytes()
+
+
+def test_refine_sq8_rescores_against_mapped_codes_and_takes_updates(matrix, tmp_path):
+    """refine sq8: hits re-scored against 8-bit codes (scores near exact, best first, ties by id), the codes
+    mapped from their own file when loaded, copied into memory when vectors are added."""
+    search = {"nprobe": 16, "k_factor": 8}
+    built = VectorIndex.build(matrix[:15_000], "ivf", search=search, refine="sq8")
+    exactly = VectorIndex.build(matrix[:15_000], "ivf", search=search)
+    assert built.refine_mapped and built.params["refine"] == "sq8" and not built.rescores
+    queries = queries_near(matrix, 100)
+    scores, ids = built.search(queries, 30)
+    assert np.abs(scores - np.einsum("qkd,qd->qk", matrix[ids], queries)).max() < 0.02
+    assert (np.lexsort((ids, -scores), axis=1) == np.arange(30)).all()
+    exact = _exact_top_k(matrix[:15_000], queries, 30)[1]
+    assert recall_at(ids, exact) >= recall_at(exactly.search(queries, 30)[1], exact) - 0.02
+    assert built.save(tmp_path / "index.faiss") == [tmp_path / "index.faiss", tmp_path / "index.refine.faiss"]
+    opened = VectorIndex.load(tmp_path / "index.faiss", "ivf", built.params, matrix[:15_000])
+    assert opened.refine_mapped and opened.refine.ntotal == 15_000
+    for a, b in zip(opened.search(queries, 30), (scores, ids), strict=True):
+        np.testing.assert_array_equal(a, b)
+    opened.extend_to(matrix)
+    built.extend_to(matrix)
+    assert not opened.refine_mapped and opened.refine.ntotal == opened.size == len(matrix)
+    for a, b in zip(opened.search(queries, 30), built.search(queries, 30), strict=True):
+        np.testing.assert_array_equal(a, b)
+    opened.save(tmp_path / "again.faiss")
+    reopened = VectorIndex.load(tmp_path / "again.faiss", "ivf", opened.params, matrix)
+    np.testing.assert_array_equal(reopened.search(queries, 30)[1], built.search(queries, 30)[1])
+
+
+def test_kb_dir_with_refine_sq8_lists_and_checks_its_codes_file(matrix, tmp_path):
+    kb = KnowledgeBase()
+    kb.load([{"entity_id": f"E{i}", "label": f"entity {i}"} for i in range(len(matrix))])
+    kb.vector_store.sets[KEY] = VectorSet(*KEY, matrix)
+    kb.vector_store.configure(recall_target=0.9, refine="sq8")
+    manifest = kb.save_dir(tmp_path / "kb", ENCODER, None, index_type="ivf", dtype="float16")
+    assert manifest["format_version"] == 4 and manifest["index"]["params"]["refine"] == "sq8"
+    assert manifest["index"]["params"]["recall"] >= 0.9 and "index.names.refine.faiss" in manifest["files"]
+    opened = KnowledgeBase.open(tmp_path / "kb", verify="full")
+    index = opened.vector_store.indexes[KEY]
+    assert index.refine_mapped and opened.vector_store.refine == "sq8"
+    queries = queries_near(matrix, 100)
+    assert recall_at(index.search(queries, 30)[1], _exact_top_k(matrix, queries, 30)[1]) >= 0.85
+    with open(tmp_path / "kb" / "index.names.refine.faiss", "r+b") as handle:
+        handle.truncate(1000)
+    with pytest.raises(Exception, match="index.names.refine.faiss"):
+        KnowledgeBase.open(tmp_path / "kb")
+    with pytest.raises(ValueError, match="refine"):
+        kb.vector_store.configure(refine="pq")
 
 
 def test_an_index_of_the_earlier_format_searches_as_before(matrix, tmp_path):

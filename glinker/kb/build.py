@@ -27,17 +27,19 @@ def build_kb_dir(
     runtime: str = "torch",
     recall_target: float | None = None,
     search: dict[str, Any] | None = None,
+    refine: str = "vectors",
 ) -> dict[str, Any]:
     """Load ``entities``, embed every name and/or entity text, build the FAISS index, write ``out_dir``.
     ``recall_target`` (ivf, default 0.95) is what the search parameters are tuned to; ``search`` fixes them
-    instead (``nprobe``, ``k_factor``, ``efSearch``: see ``VectorStore.configure``)."""
+    instead (``nprobe``, ``k_factor``, ``efSearch``: see ``VectorStore.configure``); ``refine`` (ivf): what hits
+    are re-scored against, the vectors or their 8-bit codes (``sq8``, for KBs whose vectors outgrow the RAM)."""
     from ..models.encoder import get_encoder
     from ..templates import parse_template
 
     parse_template(template)
     started = time.perf_counter()
     kb = KnowledgeBase()
-    kb.vector_store.configure(recall_target=recall_target, **(search or {}))
+    kb.vector_store.configure(recall_target=recall_target, refine=refine, **(search or {}))
     report = kb.load(entities, on_error=on_error, rejects_path=rejects_path)
     encoder = get_encoder(encoder_name, device=device, max_length=max_length, quantize=quantize, runtime=runtime)
     for kind in kinds:

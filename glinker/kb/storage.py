@@ -20,7 +20,8 @@ replaced) and what the update changed (see update.py).
 
 Format versions: 1 recorded no name index parameters (it always used n-grams of 3); 2 records them
 (``name_index``) and, for each kind of vectors, whether they are unit length and the encoder's
-``max_length``. Version 1 kb_dirs open as they are.
+``max_length``. 3 has IVF lists memory-mapped from the index file, 4 an ivf index with refine sq8 (its
+codes in ``index.names.refine.faiss``). Earlier versions open as they are.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from typing import Any
 from ..errors import KnowledgeBaseError
 from .checks import check_size, is_count, manifest_error
 
-FORMAT_VERSION = 3  # the newest this glinker reads; it writes 3 only where needed (see write_manifest)
+FORMAT_VERSION = 4  # the newest this glinker reads; it writes 3 and 4 only where needed (see write_manifest)
 VERIFY = ("full", "size", "none")
 
 
@@ -126,9 +127,11 @@ def write_manifest(directory: Path, fields: dict[str, Any], files: list[Path]) -
     """The manifest of ``files`` (sizes and checksums) with the stores' ``fields``, written to ``directory``."""
     from .. import __version__
 
-    mapped = ((fields.get("index") or {}).get("params") or {}).get("lists") == "mapped"
-    manifest = {  # 3 only where needed: glinker before it cannot read mapped IVF lists, but opens the rest
-        "format_version": FORMAT_VERSION if mapped else 2,
+    params = (fields.get("index") or {}).get("params") or {}
+    # only where needed: glinker before 3 cannot read mapped IVF lists, before 4 refine sq8; they open the rest
+    version = 4 if params.get("refine") == "sq8" else 3 if params.get("lists") == "mapped" else 2
+    manifest = {
+        "format_version": version,
         "glinker_version": __version__,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **fields,

@@ -12,7 +12,9 @@
   exact search, on ``TUNE_QUERIES`` of the KB's own vectors (held out of the training sample when the
   KB is larger than it), reaches the recall target (0.95 unless asked otherwise), and of those the
   pair that costs least (codes scanned + 100 per vector re-scored); the manifest records them with the
-  recall achieved. The inverted lists are memory-mapped from the index file (see ivf_lists.py). kb_dirs
+  recall achieved. The inverted lists are memory-mapped from the index file (see ivf_lists.py). With
+  ``refine="sq8"`` the hits are re-scored against 8-bit codes of the vectors instead (sq_refine.py: half
+  the pages of float16 vectors to keep mapped, re-scored in C++; scores within ~1e-2 of exact). kb_dirs
   written before (``refine: SQfp16``, FAISS re-scoring against float16 copies inside the index file)
   open and search as they did.
 """
@@ -33,6 +35,7 @@ import numpy as np
 from ..atomic import replace_file
 from .columns import release_pages
 from .ivf_lists import is_fast_scan, lists_in_memory, read_mapped, write_mapped
+from .sq_refine import REFINES, SQ8, encoded, in_memory, mapped, refine_path, trained
 
 INDEX_TYPES = ("flat", "hnsw", "ivf")
 FLAT_LIMIT = 250_000
@@ -42,7 +45,9 @@ RECALL_AT = 30
 TUNE_QUERIES = 500
 K_FACTORS = (4, 8, 16, 32)  # hits re-scored per hit asked, each tried
 PLATEAU = 0.002  # a recall gain this small from doubling nprobe: stop doubling
-RESCORE_CODES = 100  # fast-scan codes one exact re-scoring costs as much as (gather + dot, roughly)
+# fast-scan codes one re-scored hit costs as much as: a gather + dot in numpy, or FAISS's 8-bit refine
+# (measured at 10M vectors: python benchmarks/kb_scale.py --entities 10M --refine sq8)
+RESCORE_CODES = {"vectors": 100, SQ8: 13}
 RESCORE_QUERIES = 64  # queries whose hits are gathered and re-scored at once
 SEARCH_KEYS = ("nprobe", "k_factor", "efSearch")  # what a user may override after the build
 
@@ -53,6 +58,8 @@ class VectorIndex:
     index: Any = None  # FAISS index (hnsw, ivf)
     params: dict[str, Any] = field(default_factory=dict)
     matrix: np.ndarray | None = None  # the vectors: searched (flat) or re-scored against (ivf)
+    refine: Any = None  # refine sq8: the FAISS 8-bit codes hits are re-scored against
+    refine_mapped: bool = False  # ``refine`` is mapped from a file (read-only)
     # held by FAISS searches, adds and saves: an add or a save swaps the lists of an index searched meanwhile
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -71,8 +78,12 @@ class VectorIndex:
 
     @classmethod
     def build(cls, matrix: np.ndarray, kind: str = "auto", seed: int = 0, progress: bool = False,
-              recall_target: float = RECALL_TARGET, search: dict[str, Any] | None = None) -> VectorIndex:
-        """Index ``matrix``; an ivf index is tuned to ``recall_target`` unless ``search`` gives its parameters."""
+              recall_target: float = RECALL_TARGET, search: dict[str, Any] | None = None,
+              refine: str = "vectors") -> VectorIndex:
+        """Index ``matrix``; an ivf index is tuned to ``recall_target`` unless ``search`` gives its parameters,
+        and re-scores its hits against ``refine``: the vectors, or their 8-bit codes (``sq8``)."""
+        if refine not in REFINES:
+            raise ValueError(f"unknown refine {refine!r}; expected one of {REFINES}")
         n, dim = matrix.shape
         if kind == "auto":
             kind = "flat" if n <= FLAT_LIMIT else "ivf"
@@ -81,12 +92,14 @@ class VectorIndex:
         elif kind == "hnsw":
             built = cls("hnsw", _hnsw(dim), {"M": 32, "efConstruction": 80, "efSearch": 128})
         elif kind == "ivf":
-            built, held_out = _ivf(matrix, seed)
+            built, held_out, quantizer = _ivf(matrix, seed, refine)
         else:
             raise ValueError(f"unknown index type {kind!r}; expected auto, flat, hnsw or ivf")
         built.add(matrix, progress=progress)
         if kind == "ivf":
             built.matrix = matrix
+            if quantizer is not None:
+                built.refine, built.refine_mapped = encoded(quantizer, matrix), True
             if not search:
                 built.tune(held_out, recall_target)
         built.configure(**(search or {}))
@@ -103,9 +116,13 @@ class VectorIndex:
                              disable=not progress or len(matrix) <= chunk) as bar:
             if self.params.get("lists") == "mapped":
                 lists_in_memory(self.index)  # lists mapped from a kb_dir are read-only
+            if self.refine_mapped:
+                self.refine, self.refine_mapped = in_memory(self.refine), False
             for lo in range(0, len(matrix), chunk):
                 part = np.ascontiguousarray(matrix[lo : lo + chunk], dtype=np.float32)
                 self.index.add(part)
+                if self.refine is not None:
+                    self.refine.add(part)
                 release_pages(matrix)
                 bar.update(len(part))
 
@@ -155,7 +172,7 @@ class VectorIndex:
 
     def _work(self, nprobe: int, k_factor: int, k: int) -> float:
         """Cost of one query, in codes scanned: the lists probed and the hits re-scored (RESCORE_CODES each)."""
-        return nprobe * self.size / self.params["nlist"] + RESCORE_CODES * k_factor * k
+        return nprobe * self.size / self.params["nlist"] + RESCORE_CODES[self.params["refine"]] * k_factor * k
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(scores, ids), each (n_queries, k), best first (exact search: ties by id); missing hits have id -1."""
@@ -167,8 +184,21 @@ class VectorIndex:
             return _exact_top_k(self.matrix, queries, k)
         if self.rescores:
             return self._rescored(queries, k)
+        if self.refine is not None:
+            return self._refined(queries, k)
         with self.lock:
             return self.index.search(queries, k)
+
+    def _refined(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k_factor * k`` best IVF hits re-scored by FAISS against the 8-bit codes; best k, ties by id."""
+        import faiss
+
+        with self.lock:
+            refined = faiss.IndexRefine(self.index, self.refine)
+            refined.k_factor = self.params.get("k_factor", 4)
+            scores, ids = refined.search(queries, k)
+        scores[ids < 0] = -np.inf
+        return best_of(scores, ids, k)
 
     def _rescored(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``k_factor * k`` best IVF hits re-scored exactly against the vectors; best k, ties by id."""
@@ -191,11 +221,12 @@ class VectorIndex:
         scores[ids < 0] = -np.inf
         return best_of(scores, ids, k)
 
-    def save(self, path: Path) -> bool:
-        """Write the FAISS index (flat needs no file: it is rebuilt from the vectors). True if written.
-        Fast-scan IVF lists are written to be memory-mapped when loaded (``lists: mapped``)."""
+    def save(self, path: Path) -> list[Path]:
+        """Write the FAISS index (flat needs no file: it is rebuilt from the vectors) and, with refine sq8,
+        its codes beside it (``refine_path``); returns the files written. Fast-scan IVF lists are written to
+        be memory-mapped when loaded (``lists: mapped``)."""
         if self.kind == "flat":
-            return False
+            return []
         import faiss
 
         with self.lock:  # written beside and renamed: ``path`` may be the file these lists are mapped from
@@ -204,7 +235,10 @@ class VectorIndex:
                 self.params["lists"] = "mapped"
             else:
                 replace_file(path, lambda tmp: faiss.write_index(self.index, tmp))
-        return True
+            if self.refine is None:
+                return [path]
+            replace_file(refine_path(path), lambda tmp: faiss.write_index(self.refine, tmp))
+        return [path, refine_path(path)]
 
     @classmethod
     def load(cls, path: Path | None, kind: str, params: dict[str, Any], vectors: np.ndarray) -> VectorIndex:
@@ -214,7 +248,8 @@ class VectorIndex:
 
         params = dict(params)
         index = read_mapped(path) if params.get("lists") == "mapped" else faiss.read_index(str(path))
-        return cls(kind, _tuned(index, kind, params), params, vectors)
+        refine = mapped(refine_path(path)) if params.get("refine") == SQ8 else None
+        return cls(kind, _tuned(index, kind, params), params, vectors, refine, refine is not None)
 
 
 @functools.cache
@@ -243,22 +278,25 @@ def _hnsw(dim: int):
     return index
 
 
-def _ivf(matrix: np.ndarray, seed: int) -> tuple[VectorIndex, np.ndarray]:
-    """An untrained-then-trained IVF fast-scan index over ``matrix``, and rows held out of its training sample."""
+def _ivf(matrix: np.ndarray, seed: int, refine: str) -> tuple[VectorIndex, np.ndarray, Any]:
+    """A trained IVF fast-scan index over ``matrix`` (empty), rows held out of its training sample, and for
+    refine sq8 the 8-bit quantiser trained on the same sample (None otherwise)."""
     import faiss
 
     n, dim = matrix.shape
     nlist = int(min(65536, max(1, math.sqrt(max(n, 1)))))
     codes = f"PQ{dim // 4}x4fs" if dim % 8 == 0 else "SQ8"
-    params = {"nlist": nlist, "nprobe": min(nlist, 8), "codes": codes, "refine": "vectors", "k_factor": 4,
+    params = {"nlist": nlist, "nprobe": min(nlist, 8), "codes": codes, "refine": refine, "k_factor": 4,
               "train_size": min(n, max(100 * nlist, 50_000))}
     order = np.random.default_rng(seed).permutation(n)
     train = order[: params["train_size"]]
     held_out = order[params["train_size"] :][:TUNE_QUERIES] if n > params["train_size"] else order[:TUNE_QUERIES]
     index = faiss.index_factory(dim, f"IVF{nlist},{codes}", faiss.METRIC_INNER_PRODUCT)
-    index.train(np.ascontiguousarray(matrix[np.sort(train)], dtype=np.float32))
+    sample = np.ascontiguousarray(matrix[np.sort(train)], dtype=np.float32)
     release_pages(matrix)  # page fault-around maps most of a file cached whole, even for a 3% sample
-    return VectorIndex("ivf", _tuned(index, "ivf", params), params), held_out
+    index.train(sample)
+    quantizer = trained(sample) if refine == SQ8 else None
+    return VectorIndex("ivf", _tuned(index, "ivf", params), params), held_out, quantizer
 
 
 def _tuned(index, kind: str, params: dict[str, Any]):
@@ -269,7 +307,7 @@ def _tuned(index, kind: str, params: dict[str, Any]):
         index.hnsw.efSearch = params.get("efSearch", 128)
     elif kind == "ivf":
         faiss.extract_index_ivf(index).nprobe = params.get("nprobe", 8)
-        if "k_factor" in params and params.get("refine") != "vectors":
+        if "k_factor" in params and params.get("refine") not in REFINES:  # FAISS's own refine (earlier kb_dirs)
             index.k_factor = params["k_factor"]
     return index
 

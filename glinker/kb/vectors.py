@@ -6,6 +6,7 @@ In a kb_dir (all made by the one encoder the manifest names)::
     vectors.entities.npy     one unit vector per entity row, made with the template
     vectors.labels.npy       one vector per entity row from a GLiNER bi-encoder's label encoder
     index.names.faiss        FAISS index over the name vectors (hnsw/ivf; flat search needs none)
+    index.names.refine.faiss 8-bit codes of the name vectors that ivf hits are re-scored against (refine sq8)
 
 The manifest's ``vectors`` entry of each kind records what its file depends on: template, rows,
 whether the rows are unit length, and the encoder's ``max_length`` (null where unknown).
@@ -22,6 +23,7 @@ import numpy as np
 from ..errors import KnowledgeBaseError
 from .checks import check_size, corrupted, is_count, manifest_error, read_file
 from .columns import load_array, save_in_blocks
+from .sq_refine import REFINES, refine_path
 from .vector_index import INDEX_TYPES, RECALL_TARGET, VectorIndex
 
 KINDS = ("names", "entities", "labels")
@@ -60,22 +62,28 @@ class VectorStore:
         self.sets = sets if sets is not None else {}
         self.indexes = indexes if indexes is not None else {}
         self.recall_target = RECALL_TARGET
+        self.refine = "vectors"
         self.search: dict[str, Any] = {}
 
-    def configure(self, recall_target: float | None = None, **search: Any) -> None:
-        """Search parameters: ``recall_target`` that ivf indexes built from now on are tuned to, or fixed
-        ``nprobe``/``k_factor``/``efSearch`` for them and for the indexes held now (overriding the manifest's)."""
+    def configure(self, recall_target: float | None = None, refine: str | None = None, **search: Any) -> None:
+        """Search parameters: ``recall_target`` that ivf indexes built from now on are tuned to and what they
+        re-score hits against (``refine``: vectors or sq8), or fixed ``nprobe``/``k_factor``/``efSearch`` for
+        them and for the indexes held now (overriding the manifest's)."""
         if recall_target is not None:
             if not 0 < recall_target <= 1:
                 raise ValueError(f"recall_target must be in (0, 1], got {recall_target!r}")
             self.recall_target = recall_target
+        if refine is not None:
+            if refine not in REFINES:
+                raise ValueError(f"refine must be one of {REFINES}, got {refine!r}")
+            self.refine = refine
         for index in self.indexes.values():
             index.configure(**search)
         self.search.update(search)
 
     def _build(self, matrix: np.ndarray, index_type: str, progress: bool) -> VectorIndex:
         return VectorIndex.build(matrix, index_type, progress=progress, recall_target=self.recall_target,
-                                 search=self.search)
+                                 search=self.search, refine=self.refine)
 
     def clear(self) -> None:
         self.sets.clear()
@@ -136,8 +144,7 @@ class VectorStore:
         if index is None:
             return None
         written = index.save(directory / INDEX_FILE)
-        if written:
-            files.append(directory / INDEX_FILE)
+        files.extend(written)
         return {"kind": "names", "type": index.kind, "params": index.params,
                 "file": INDEX_FILE if written else None, "ntotal": index.size}
 
@@ -146,7 +153,7 @@ class VectorStore:
         """The files of a checked manifest that :meth:`open` reads."""
         names = [info["file"] for info in manifest.get("vectors", {}).values()]
         index = manifest.get("index")
-        return names + ([index["file"]] if index and index["file"] else [])
+        return names + (_index_files(index) if index and index["file"] else [])
 
     @staticmethod
     def check_manifest(path: Path, m: dict[str, Any]) -> None:
@@ -169,9 +176,10 @@ class VectorStore:
                 not isinstance(index, dict) or index.get("type") not in INDEX_TYPES or "names" not in vectors
                 or not is_count(index.get("ntotal")) or not isinstance(index.get("params", {}), dict)
                 or "file" not in index or (index["file"] is None) != (index["type"] == "flat")
-                or (index["file"] is not None and not _listed(index["file"], files))):
+                or (index["file"] is not None and not all(_listed(f, files) for f in _index_files(index)))):
             raise manifest_error(path, "index", f"null or {{type in {INDEX_TYPES}, file listed in 'files' (null for "
-                                                "flat), ntotal, params}} over the 'names' vectors")
+                                                "flat; its refine file too with refine sq8), ntotal, params}} over "
+                                                "the 'names' vectors")
 
     @classmethod
     def open(cls, directory: Path, manifest: dict[str, Any]) -> VectorStore:
@@ -184,9 +192,17 @@ class VectorStore:
             sets[vector_set.key] = vector_set
         store = cls(sets)
         if manifest.get("index"):
+            store.refine = manifest["index"].get("params", {}).get("refine", "vectors")
+            store.refine = store.refine if store.refine in REFINES else "vectors"  # a rebuild (compaction) keeps it
             names = next(vs for vs in sets.values() if vs.kind == "names")
             store.indexes[names.key] = _read_index(directory, manifest, names.matrix)
         return store
+
+
+def _index_files(index: dict[str, Any]) -> list[str]:
+    """The files of a manifest's ``index`` entry that has a file: the index, and its codes with refine sq8."""
+    params = index.get("params") if isinstance(index.get("params"), dict) else {}
+    return [index["file"]] + ([refine_path(Path(index["file"])).name] if params.get("refine") == "sq8" else [])
 
 
 def _listed(name: Any, files: dict[str, Any]) -> bool:
@@ -204,8 +220,8 @@ def _read_matrix(path: Path, rows: int, dim: int | None) -> np.ndarray:
 def _read_index(directory: Path, manifest: dict[str, Any], vectors: np.ndarray) -> VectorIndex:
     info = manifest["index"]
     path = directory / info["file"] if info["file"] else None
-    if path is not None:  # FAISS reads in C++: never hand it a file of the wrong size, whatever `verify` says
-        check_size(path, manifest["files"][info["file"]]["bytes"])
+    for name in _index_files(info) if path is not None else []:  # FAISS reads in C++: never hand it a file
+        check_size(directory / name, manifest["files"][name]["bytes"])  # of the wrong size, whatever `verify` says
     index = read_file(path or directory, lambda _: VectorIndex.load(path, info["type"], info.get("params", {}), vectors))
     if index.size != info["ntotal"]:
         raise KnowledgeBaseError(f"{path or directory}: index holds {index.size} vectors, the manifest says {info['ntotal']}")

@@ -1,0 +1,85 @@
+"""``refine: sq8``: IVF hits re-scored against 8-bit codes of every vector instead of the vectors themselves.
+
+The codes are a FAISS ``IndexScalarQuantizer`` (QT_8bit: a min/max range per dimension, trained on the
+IVF's training sample), a quarter of the float32 vectors and half of float16 ones, kept in their own file
+(``index.names.refine.faiss``) and memory-mapped from it (``IO_FLAG_MMAP_IFC``): a 10M-vector KB searches
+with 3.8 GB of codes mapped instead of 7.7 GB of float16 vectors, and FAISS re-scores in C++ (``IndexRefine``).
+Scores are those of the decoded codes (within about 1e-2 of exact for unit vectors). The codes are
+written a block of vectors at a time, never all in memory: the file is FAISS's own format (the header of
+the trained, empty index with its counts set, then the codes), which ``faiss.read_index`` reads back.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .columns import release_pages
+
+SQ8 = "sq8"
+REFINES = ("vectors", SQ8)  # re-scored from the KB's vectors (exact) or from 8-bit codes
+NTOTAL = slice(8, 16)  # where FAISS's index header keeps ntotal (after the fourcc and d)
+
+
+def refine_path(index_path: Path) -> Path:
+    """``index.names.faiss`` -> ``index.names.refine.faiss``."""
+    return index_path.with_name(f"{index_path.stem}.refine{index_path.suffix}")
+
+
+def trained(sample: np.ndarray):
+    """An empty 8-bit scalar quantiser (inner product) trained on ``sample``."""
+    import faiss
+
+    index = faiss.IndexScalarQuantizer(sample.shape[1], faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
+    index.train(np.ascontiguousarray(sample, dtype=np.float32))
+    return index
+
+
+def write_encoded(path: Path, quantizer, matrix: np.ndarray, chunk: int = 100_000) -> None:
+    """Write ``quantizer`` (trained, empty) holding the codes of every row of ``matrix`` to ``path``, encoding
+    ``chunk`` rows at a time (the pages of a memory-mapped ``matrix`` are released after each)."""
+    import faiss
+
+    header = bytearray(faiss.serialize_index(quantizer).tobytes())  # ends with the codes' byte count (0)
+    n, code_size = len(matrix), int(quantizer.code_size)
+    header[NTOTAL] = np.int64(n).tobytes()
+    header[-8:] = np.uint64(n * code_size).tobytes()
+    with open(path, "wb") as handle:
+        handle.write(header)
+        for lo in range(0, n, chunk):
+            block = np.ascontiguousarray(matrix[lo : lo + chunk], dtype=np.float32)
+            handle.write(quantizer.sa_encode(block).tobytes())
+            release_pages(matrix)
+
+
+def mapped(path: Path):
+    """The codes of ``path`` memory-mapped (read-only: see :func:`in_memory`)."""
+    import faiss
+
+    return faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)
+
+
+def encoded(quantizer, matrix: np.ndarray):
+    """The codes of ``matrix``, memory-mapped from a temporary file (removed once mapped: the mapping keeps it)."""
+    handle, name = tempfile.mkstemp(prefix="glinker-sq8-", suffix=".faiss")
+    os.close(handle)
+    try:
+        write_encoded(Path(name), quantizer, matrix)
+        return mapped(Path(name))
+    finally:
+        os.unlink(name)
+
+
+def in_memory(index):
+    """A copy of mapped codes in memory, which can take more vectors (FAISS's clone would share the mapping)."""
+    import faiss
+
+    copy = faiss.IndexScalarQuantizer(index.d, index.sq.qtype, index.metric_type)
+    copy.sq = index.sq
+    copy.is_trained = True
+    codes = faiss.rev_swig_ptr(index.codes.data(), index.ntotal * index.code_size)
+    copy.add_sa_codes(codes.reshape(index.ntotal, index.code_size))
+    return copy
