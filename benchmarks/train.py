@@ -11,6 +11,8 @@ configs/medic.yaml and runs the same evaluation as benchmarks/accuracy.py:
 - ``--linker DIR``: the trained cross-encoder as L3 (``backend: cross_encoder``, the template and
   context of configs/train/bc5cdr_linker.yaml) instead of the dense backend, with
   ``--linker-weight`` of the L2 retrieval score mixed in.
+- ``--priors DIR``: L3 mixes in the mention priors of ``glinker train`` task ``priors`` (OUT/model;
+  configs/train/bc5cdr_priors.yaml counts BC5CDR train and dev; count train alone to tune on dev).
 - ``--l3-threshold T``: the L3 threshold, whatever the backend (default: configs/medic.yaml's 0.5); tune it
   on dev with the best-F1 threshold the report prints, then use it on test.
 - ``--train``: first runs ``glinker train`` with configs/train/*.yaml (long: see README).
@@ -57,7 +59,7 @@ def merged_l1(config: dict, gliner: dict, overlaps: str) -> None:
 
 
 def pipeline(encoder: str | None, ner: str | None, threshold: float, linker: dict | None = None,
-             merge: str | None = None, l3_threshold: float | None = None) -> dict:
+             merge: str | None = None, l3_threshold: float | None = None, priors: str | None = None) -> dict:
     """configs/medic.yaml with the trained encoder, GLiNER L1 (alone or merged with the gazetteer's
     mentions) and/or cross-encoder L3 swapped in."""
     config = copy.deepcopy(yaml.safe_load((ROOT / "configs" / "medic.yaml").read_text()))
@@ -75,6 +77,8 @@ def pipeline(encoder: str | None, ner: str | None, threshold: float, linker: dic
                                  "batch_size": 64, **linker}
     if l3_threshold is not None:
         nodes["l3"]["config"]["threshold"] = l3_threshold
+    if priors is not None:
+        nodes["l3"]["config"]["priors"] = str(Path(priors).resolve())
     return config
 
 
@@ -86,7 +90,8 @@ def run(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "pipeline.yaml"
         linker = {"model_name": args.linker, "retrieval_weight": args.linker_weight} if args.linker else None
-        config = pipeline(args.retriever, args.ner, args.threshold, linker, args.ner_merge, args.l3_threshold)
+        config = pipeline(args.retriever, args.ner, args.threshold, linker, args.ner_merge, args.l3_threshold,
+                          args.priors)
         path.write_text(yaml.safe_dump(config))
         modes = ["end_to_end"] if args.ner else ["gold_mentions", "end_to_end"]
         for mode in modes:
@@ -116,6 +121,7 @@ def main() -> None:
     parser.add_argument("--linker", help="trained cross-encoder folder for L3 (default: the dense backend)")
     parser.add_argument("--linker-weight", type=float, default=0.0, help="L3 retrieval_weight with --linker")
     parser.add_argument("--l3-threshold", type=float, help="L3 threshold (default: configs/medic.yaml's)")
+    parser.add_argument("--priors", help="L3 mention priors: a glinker train task 'priors' output folder")
     parser.add_argument("--split", default="test")
     parser.add_argument("--limit", type=int)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -129,7 +135,7 @@ def main() -> None:
     print(orjson.dumps({"benchmark": "train", "retriever": args.retriever or MINILM, "ner": args.ner,
                         "ner_merge": args.ner_merge,
                         "linker": args.linker and {"model": args.linker, "retrieval_weight": args.linker_weight},
-                        "l3_threshold": args.l3_threshold,
+                        "l3_threshold": args.l3_threshold, "priors": args.priors,
                         "split": args.split, "results": results}).decode())
 
 

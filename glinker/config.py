@@ -266,6 +266,12 @@ class L3Config(StrictModel):
     consistency: bool = Field(
         True, description="mentions of a text with the same surface, or an abbreviation and its long form, agree"
     )
+    priors: str | None = Field(
+        None, description="mention priors (glinker train task 'priors': its model folder or priors.json) mixed "
+        "into the scores of mentions whose surface was annotated"
+    )
+    prior_weight: Float = Field(0.5, ge=0.0, le=1.0, description="weight of a candidate's share of the annotations")
+    prior_min_count: Int = Field(1, ge=1, description="annotations a surface needs for its prior to count")
     quantize: Quantize = QUANTIZE_FIELD
     runtime: Runtime = RUNTIME_FIELD
 

@@ -363,3 +363,44 @@ def test_a_list_of_splits_reads_the_documents_of_each(annotated):
     assert sorted(d.text for d in both) == sorted(d.text for d in train + dev)
     with pytest.raises(ConfigError, match="train_split"):
         load_train_config({"task": "ner", "data": {"train_data": str(annotated), "train_split": []}})
+
+
+# --------------------------------------------------------------------------- priors
+
+
+def links_with_priors(tmp_path: Path, **l3) -> list:
+    """L3 links of "Paris" and "France" in one sentence, a tiny cross-encoder as the model."""
+    builder = ConfigBuilder(name="priors")
+    builder.l2.add("dict", priority=1, search_mode=["exact"])
+    builder.l3.configure(model=tiny_cross_encoder(tmp_path / "ce"), backend="cross_encoder", threshold=0.0, **l3)
+    executor = DAGExecutor(builder.build())
+    executor.load_entities(ENTITIES)
+    mentions = [{"start": 0, "end": 5}, {"start": 24, "end": 30}]
+    context = executor.execute({"texts": ["Paris is the capital of France."], "entities": [mentions]})
+    return context.get("l3_result").entities[0]
+
+
+def test_priors_count_annotations_reject_unknown_ids_and_steer_l3(tmp_path):
+    from glinker.linking.priors import MentionPriors
+
+    def doc(text: str, eid: str, split: str = "train") -> bytes:
+        return orjson.dumps({"text": text, "split": split, "mentions": [{"start": 0, "end": 5, "entity_id": eid}]})
+
+    rows = [doc("Paris is far.", "Q830149")] * 3 + [doc("PARIS!", "Q90"), doc("Paris.", "Q404"), doc("Paris.", "Q90", "dev")]
+    (tmp_path / "docs.jsonl").write_bytes(b"\n".join(rows) + b"\n")
+    config = {"task": "priors", "model": {}, "data": {"kb": str(ENTITIES), "train_data": str(tmp_path / "docs.jsonl")}}
+    summary = train(config, out=tmp_path / "run", quiet=True)
+    priors = MentionPriors.load(summary["model"])
+    assert priors.surfaces == {"paris": {"Q830149": 3, "Q90": 1}}  # one normalised surface; dev not counted
+    assert priors.shares("Paris") == {"Q830149": 0.75, "Q90": 0.25} and priors.shares("Paris", min_count=5) is None
+    rejects = [orjson.loads(line) for line in (tmp_path / "run" / "rejects.jsonl").read_bytes().splitlines()]
+    assert [(r["line"], r["field"]) for r in rejects] == [(5, "entity_id")] and "Q404" in rejects[0]["reason"]
+    plain = links_with_priors(tmp_path)
+    steered = links_with_priors(tmp_path, priors=summary["model"], prior_weight=1.0)
+    assert steered[0].entity_id == "Q830149" and steered[0].class_probs == {"Q90": 0.25, "Q830149": 0.75, "Q167646": 0.0}
+    assert steered[1].class_probs == plain[1].class_probs  # "France" has no prior: its scores are the model's
+    with pytest.raises(ConfigError, match="task 'priors'.*no training keys"):
+        load_train_config({**config, "training": {"max_steps": 3}})
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(ConfigError, match="bad.json: not a glinker-mention-priors file"):
+        links_with_priors(tmp_path, priors=str(tmp_path / "bad.json"))

@@ -1,7 +1,7 @@
 """The linking backends, one table: a backend name (L3/L4 config ``backend``) -> how to build its scorer.
 
 A scorer gives every candidate of every mention a score in [0, 1] (``score``) and may embed the KB
-ahead of time (``precompute``). Models load when the scorer is built, once per model and device.
+ahead of time (``precompute``); retrieval scores and mention priors (priors.py) are mixed in by wrappers. Models load when the scorer is built, once per model and device.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from .dense import DenseScorer
 from .gliclass import GliclassLinkScorer
 from .gliner import GlinerLinkScorer
 from .inputs import with_retrieval
+from .priors import MentionPriors, PriorMix
 
 
 class Scorer(Protocol):
@@ -81,7 +82,10 @@ def make_scorer(backend: str, config, template: str, kb, max_labels: int | None 
         raise ConfigError(f"runtime {config.runtime!r} runs the dense and cross_encoder backends, not {backend!r}")
     scorer = BACKENDS[backend](config, template, kb, max_labels)
     weight = getattr(config, "retrieval_weight", None)
-    return RetrievalMix(scorer, weight) if backend != "dense" and weight else scorer
+    scorer = RetrievalMix(scorer, weight) if backend != "dense" and weight else scorer
+    if getattr(config, "priors", None):
+        scorer = PriorMix(scorer, MentionPriors.load(config.priors), config.prior_weight, config.prior_min_count)
+    return scorer
 
 
 class RetrievalMix:

@@ -2,8 +2,9 @@
 
 Tasks: ``retriever`` (the sentence encoder of L2 ``faiss`` and L3 ``dense``), ``ner`` (GLiNER for
 ``l1_gliner``) and ``linker`` (a cross-encoder for L3/L4 ``backend: cross_encoder``, or a GLiNER for
-``backend: gliner``). The trained model is written to ``OUT/model``, a folder that the pipeline's
-``model_name`` accepts by path.
+``backend: gliner``); ``priors`` counts how often annotated mentions of each surface were linked to each
+entity (L3 ``priors``). The output is written to ``OUT/model``, a folder that the pipeline's
+``model_name`` (``priors`` for the priors) accepts by path.
 """
 
 from __future__ import annotations
@@ -52,4 +53,10 @@ def _linker(run):
     return train_linker(run)
 
 
-_TASKS = {"retriever": _retriever, "ner": _ner, "linker": _linker}
+def _priors(run):
+    from .priors import count_priors
+
+    return count_priors(run)
+
+
+_TASKS = {"retriever": _retriever, "ner": _ner, "linker": _linker, "priors": _priors}

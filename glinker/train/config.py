@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..errors import ConfigError
 from ..untrusted import load_yaml
 
-Task = Literal["retriever", "ner", "linker"]
+Task = Literal["retriever", "ner", "linker", "priors"]
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 
 
@@ -162,7 +162,11 @@ class LinkerBackend(BaseModel):
     backend: Literal["cross_encoder", "gliner"] = "cross_encoder"
 
 
-MODEL_SECTIONS: dict[str, type[_Section]] = {"retriever": RetrieverModel, "ner": GlinerModel}
+class PriorsModel(_Section):
+    """``task: priors`` counts annotated mentions per surface and entity: no model, no keys."""
+
+
+MODEL_SECTIONS: dict[str, type[_Section]] = {"retriever": RetrieverModel, "ner": GlinerModel, "priors": PriorsModel}
 LINKER_SECTIONS: dict[str, type[_Section]] = {"cross_encoder": LinkerModel, "gliner": GlinerLinkerModel}
 
 # Training keys glinker adds to Hugging Face's TrainingArguments, per kind of run (``TrainConfig.kind``).
@@ -171,6 +175,7 @@ TASK_TRAINING_KEYS: dict[str, dict[str, Any]] = {
     "ner": {},
     "linker": {"negatives": 7, "pointwise_weight": 1.0, "eval_max_mentions": 500},
     "linker:gliner": {"negatives": 7, "eval_max_mentions": 500},
+    "priors": {},
 }
 NETWORK_KEYS = {"push_to_hub": "pushes to the Hugging Face Hub", "hub_token": "authenticates to the Hub",
                 "hub_model_id": "names a Hub repository", "hub_strategy": "pushes to the Hub",
@@ -253,6 +258,11 @@ class TrainConfig(_Section):
 
     def check_training_keys(self) -> None:
         kind = self.kind
+        if kind == "priors" and self.training:
+            raise ConfigError(f"training.{next(iter(self.training))}: task 'priors' trains nothing and takes no "
+                              "training keys")
+        if kind == "priors":
+            return
         known = trainer_argument_names(kind) | set(TASK_TRAINING_KEYS[kind])
         for key in self.training:
             if key not in known:
@@ -294,7 +304,8 @@ def load_train_config(source: str | Path | dict[str, Any]) -> TrainConfig:
 
 def _check_data(config: TrainConfig, where: str) -> None:
     data = config.data
-    needed = {"retriever": ["kb"], "ner": ["train_data"], "linker": ["kb", "pipeline", "train_data"]}[config.task]
+    needed = {"retriever": ["kb"], "ner": ["train_data"], "linker": ["kb", "pipeline", "train_data"],
+              "priors": ["train_data"]}[config.task]
     for key in needed:
         if getattr(data, key) is None:
             raise ConfigError(f"{where}: data.{key} is required for task {config.task!r}")
