@@ -11,7 +11,7 @@ configs/medic.yaml and runs the same evaluation as benchmarks/accuracy.py:
 - ``--linker DIR``: the trained cross-encoder as L3 (``backend: cross_encoder``, the template and
   context of configs/train/bc5cdr_linker.yaml) instead of the dense backend, with
   ``--linker-weight`` of the L2 retrieval score mixed in.
-- ``--priors DIR``: L3 mixes in the mention priors of ``glinker train`` task ``priors`` (OUT/model;
+- ``--priors DIR``: an L2 ``priors`` layer proposes, and L3 mixes in, the mention priors of ``glinker train`` task ``priors`` (OUT/model;
   configs/train/bc5cdr_priors.yaml counts BC5CDR train and dev; count train alone to tune on dev).
 - ``--l3-threshold T``: the L3 threshold, whatever the backend (default: configs/medic.yaml's 0.5); tune it
   on dev with the best-F1 threshold the report prints, then use it on test.
@@ -77,8 +77,10 @@ def pipeline(encoder: str | None, ner: str | None, threshold: float, linker: dic
                                  "batch_size": 64, **linker}
     if l3_threshold is not None:
         nodes["l3"]["config"]["threshold"] = l3_threshold
-    if priors is not None:
-        nodes["l3"]["config"]["priors"] = str(Path(priors).resolve())
+    if priors is not None:  # L2 proposes the entities of the surface's annotations; L3 mixes their shares in
+        path = str(Path(priors).resolve())
+        nodes["l2"]["config"]["layers"].append({"type": "priors", "priority": 2, "priors": path, "top_k": 5})
+        nodes["l3"]["config"]["priors"] = path
     return config
 
 

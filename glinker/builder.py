@@ -165,7 +165,7 @@ class ConfigBuilder:
             _Options(L2LayerConfig, lead=("layer_type", "priority"), renames={"type": "layer_type"},
                      extra=("fuzzy_similarity",)),
             "Add a candidate retrieval layer, by type (``registry.RETRIEVERS``: ``\"dict\"`` names, "
-            "``\"faiss\"`` name vectors); ``fuzzy_similarity`` sets ``fuzzy.min_similarity``.",
+            "``\"faiss\"`` name vectors, ``\"priors\"`` annotated surfaces); ``fuzzy_similarity`` sets ``fuzzy.min_similarity``.",
             lambda b, options: b._add_l2_layer(options),
         )
         embeddings = _method(

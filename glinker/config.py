@@ -187,6 +187,9 @@ class L2LayerConfig(StrictModel):
     query: Literal["mention", "mention_context"] = Field(
         "mention", description="faiss query: the mention alone, or with 50 characters of context each side"
     )
+    # priors layer
+    priors: str | None = Field(None, description="priors: the output folder of glinker train task 'priors'")
+    prior_min_count: Int = Field(1, ge=1, description="priors: annotations a surface needs to propose its entities")
 
     @field_validator("type")
     @classmethod

@@ -28,6 +28,7 @@ PROCESSORS: dict[str, str] = {
 RETRIEVERS: dict[str, str] = {
     "dict": "glinker.retrievers.names",
     "faiss": "glinker.retrievers.vectors",
+    "priors": "glinker.retrievers.priors",
 }
 # L2 layer types of glinker 0.1.x backed by external stores: refused with a message saying what to use
 UNSUPPORTED_RETRIEVERS = ("redis", "elasticsearch", "postgres")

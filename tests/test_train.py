@@ -368,19 +368,23 @@ def test_a_list_of_splits_reads_the_documents_of_each(annotated):
 # --------------------------------------------------------------------------- priors
 
 
-def links_with_priors(tmp_path: Path, **l3) -> list:
-    """L3 links of "Paris" and "France" in one sentence, a tiny cross-encoder as the model."""
+def with_priors(tmp_path: Path, l2_priors: str | None = None, **l3) -> tuple[list, list]:
+    """L3 links and L2 candidate groups of "Paris" and "France" in one sentence: L2 exact names (or, with
+    ``l2_priors``, a ``priors`` layer alone), a tiny cross-encoder as the L3 model."""
     builder = ConfigBuilder(name="priors")
-    builder.l2.add("dict", priority=1, search_mode=["exact"])
+    if l2_priors is None:
+        builder.l2.add("dict", priority=1, search_mode=["exact"])
+    else:
+        builder.l2.add("priors", priority=2, priors=l2_priors or None)
     builder.l3.configure(model=tiny_cross_encoder(tmp_path / "ce"), backend="cross_encoder", threshold=0.0, **l3)
     executor = DAGExecutor(builder.build())
     executor.load_entities(ENTITIES)
     mentions = [{"start": 0, "end": 5}, {"start": 24, "end": 30}]
     context = executor.execute({"texts": ["Paris is the capital of France."], "entities": [mentions]})
-    return context.get("l3_result").entities[0]
+    return context.get("l3_result").entities[0], context.get("l2_result").candidates[0]
 
 
-def test_priors_count_annotations_reject_unknown_ids_and_steer_l3(tmp_path):
+def test_priors_count_annotations_reject_unknown_ids_and_steer_l2_and_l3(tmp_path):
     from glinker.linking.priors import MentionPriors
 
     def doc(text: str, eid: str, split: str = "train") -> bytes:
@@ -395,12 +399,16 @@ def test_priors_count_annotations_reject_unknown_ids_and_steer_l3(tmp_path):
     assert priors.shares("Paris") == {"Q830149": 0.75, "Q90": 0.25} and priors.shares("Paris", min_count=5) is None
     rejects = [orjson.loads(line) for line in (tmp_path / "run" / "rejects.jsonl").read_bytes().splitlines()]
     assert [(r["line"], r["field"]) for r in rejects] == [(5, "entity_id")] and "Q404" in rejects[0]["reason"]
-    plain = links_with_priors(tmp_path)
-    steered = links_with_priors(tmp_path, priors=summary["model"], prior_weight=1.0)
+    plain, _ = with_priors(tmp_path)
+    steered, _ = with_priors(tmp_path, priors=summary["model"], prior_weight=1.0)
     assert steered[0].entity_id == "Q830149" and steered[0].class_probs == {"Q90": 0.25, "Q830149": 0.75, "Q167646": 0.0}
     assert steered[1].class_probs == plain[1].class_probs  # "France" has no prior: its scores are the model's
+    _, groups = with_priors(tmp_path, l2_priors=summary["model"])
+    assert [[(c.entity_id, c.score) for c in g.candidates] for g in groups] == [[("Q830149", 0.75), ("Q90", 0.25)], []]
+    with pytest.raises(ConfigError, match="type 'priors' needs 'priors'"):
+        with_priors(tmp_path, l2_priors="")
     with pytest.raises(ConfigError, match="task 'priors'.*no training keys"):
         load_train_config({**config, "training": {"max_steps": 3}})
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(ConfigError, match="bad.json: not a glinker-mention-priors file"):
-        links_with_priors(tmp_path, priors=str(tmp_path / "bad.json"))
+        with_priors(tmp_path, priors=str(tmp_path / "bad.json"))
