@@ -236,3 +236,21 @@ def test_released_pages_leave_the_process_but_not_the_data(tmp_path):
     changed[3] = -1.0
     release_pages(changed)  # copy-on-write: left mapped, the change kept
     assert changed[3] == -1.0
+
+
+def test_released_codes_leave_the_process_but_not_the_index(tmp_path):
+    from glinker.kb.sq_refine import mapped, release_mapped, trained, write_encoded
+
+    def mapped_mib() -> int:
+        return int(next(line for line in open("/proc/self/status") if line.startswith("RssFile")).split()[1]) // 1024
+
+    rows = np.random.default_rng(0).standard_normal((600_000, 128)).astype(np.float32)  # 73 MiB of codes
+    write_encoded(tmp_path / "codes.faiss", trained(rows[:5_000]), rows)
+    codes = mapped(tmp_path / "codes.faiss")
+    before = mapped_mib()
+    found = codes.search(rows[:3], 5)  # a flat scan reads every code
+    assert mapped_mib() - before > 48
+    release_mapped(codes)
+    assert mapped_mib() - before < 16
+    for again, first in zip(codes.search(rows[:3], 5), found, strict=True):
+        np.testing.assert_array_equal(again, first)

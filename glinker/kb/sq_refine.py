@@ -11,6 +11,8 @@ the trained, empty index with its counts set, then the codes), which ``faiss.rea
 
 from __future__ import annotations
 
+import ctypes
+import mmap
 import os
 import tempfile
 from pathlib import Path
@@ -71,6 +73,22 @@ def encoded(quantizer, matrix: np.ndarray):
         return mapped(Path(name))
     finally:
         os.unlink(name)
+
+
+def release_mapped(index) -> None:
+    """Unmap from this process the pages of mapped codes that a pass over them (the build-time tuning)
+    faulted in, as ``columns.release_pages`` does for the vectors: they stay in the page cache."""
+    size = int(index.ntotal) * int(index.code_size)
+    if not size:
+        return
+    import faiss
+
+    start = int(faiss.swig_ptr(faiss.rev_swig_ptr(index.codes.data(), size)))
+    page = mmap.PAGESIZE
+    first, last = -(-start // page) * page, (start + size) // page * page
+    if last > first:
+        ctypes.CDLL(None, use_errno=True).madvise(ctypes.c_void_p(first), ctypes.c_size_t(last - first),
+                                                  mmap.MADV_DONTNEED)
 
 
 def in_memory(index):

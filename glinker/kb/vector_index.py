@@ -35,7 +35,7 @@ import numpy as np
 from ..atomic import replace_file
 from .columns import release_pages
 from .ivf_lists import is_fast_scan, lists_in_memory, read_mapped, write_mapped
-from .sq_refine import REFINES, SQ8, encoded, in_memory, mapped, refine_path, trained
+from .sq_refine import REFINES, SQ8, encoded, in_memory, mapped, refine_path, release_mapped, trained
 
 INDEX_TYPES = ("flat", "hnsw", "ivf")
 FLAT_LIMIT = 250_000
@@ -154,6 +154,8 @@ class VectorIndex:
         recall, nprobe, k_factor = min(met, key=lambda t: self._work(t[1], t[2], k)) if met else tried[-1]
         self.configure(nprobe=nprobe, k_factor=k_factor)
         release_pages(self.matrix)
+        if self.refine_mapped:
+            release_mapped(self.refine)
         self.params.update(recall_target=target, recall_at=k, recall=round(recall, 4), tune_queries=len(queries))
         return recall
 
