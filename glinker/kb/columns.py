@@ -130,6 +130,7 @@ class StringColumn:
         data_path, offsets_path = (directory / file for file in cls.files(name))
         column = cls(read_file(data_path, load_array), read_file(offsets_path, load_array, False))
         column._check(data_path, offsets_path, utf8)
+        release_pages(column.data)  # the check read them all: let lookups fault back only what they read
         return column
 
     def _check(self, data_path: Path, offsets_path: Path, utf8: bool) -> None:

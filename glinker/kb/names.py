@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from .checks import check_offsets, check_rows, corrupted, is_count, manifest_error, read_file
-from .columns import StringColumn, fixed_span_hashes, load_array, span_hashes, string_hash
+from .columns import StringColumn, fixed_span_hashes, load_array, release_pages, span_hashes, string_hash
 from .normalize import canonical_name, normalize_name, stem, tokens_with_offsets
 
 NGRAM = 3  # characters per n-gram of the fuzzy lookup
@@ -136,6 +136,8 @@ class NameIndex:
         rows; ``deep``: also scan the n-gram postings and decode the keys (their checksums were not checked)."""
         arrays = {name: read_file(directory / f"names.{name}.npy", load_array) for name in ARRAYS}
         _check_arrays(directory, arrays, num_names, num_rows, deep)
+        for array in arrays.values():  # the checks read them: let lookups fault back only what they read
+            release_pages(array)
         keys = StringColumn.open(directory, "names.keys", utf8=deep)
         if len(keys) != len(arrays["key_hash"]):
             raise corrupted(directory / "names.keys.offsets.npy", f"expected {len(arrays['key_hash'])} keys, "

@@ -15,6 +15,7 @@ import ctypes
 import mmap
 import os
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -58,10 +59,23 @@ def write_encoded(path: Path, quantizer, matrix: np.ndarray, chunk: int = 100_00
 
 
 def mapped(path: Path):
-    """The codes of ``path`` memory-mapped (read-only: see :func:`in_memory`)."""
+    """The codes of ``path`` memory-mapped (read-only: see :func:`in_memory`). The file is read once on a
+    background thread, into the page cache only: re-scoring touches codes at random, and on a cold file
+    each fault reads a few pages (10M vectors: 240 queries/s cold against 4,400 once cached; the
+    kernel's ``WILLNEED`` advice read nothing ahead on this machine)."""
     import faiss
 
-    return faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)
+    index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)
+    threading.Thread(target=_read_through, args=(path,), name="glinker-sq8-readahead", daemon=True).start()
+    return index
+
+
+def _read_through(path: Path, block: int = 8 << 20) -> None:
+    """Read ``path`` from start to end into one small buffer (what stays is the page cache)."""
+    buffer = bytearray(block)
+    with open(path, "rb", buffering=0) as handle:
+        while handle.readinto(buffer):
+            pass
 
 
 def encoded(quantizer, matrix: np.ndarray):
@@ -78,6 +92,11 @@ def encoded(quantizer, matrix: np.ndarray):
 def release_mapped(index) -> None:
     """Unmap from this process the pages of mapped codes that a pass over them (the build-time tuning)
     faulted in, as ``columns.release_pages`` does for the vectors: they stay in the page cache."""
+    _advise(index, mmap.MADV_DONTNEED)
+
+
+def _advise(index, advice: int) -> None:
+    """``madvise`` the whole pages of ``index``'s mapped codes."""
     size = int(index.ntotal) * int(index.code_size)
     if not size:
         return
@@ -87,8 +106,7 @@ def release_mapped(index) -> None:
     page = mmap.PAGESIZE
     first, last = -(-start // page) * page, (start + size) // page * page
     if last > first:
-        ctypes.CDLL(None, use_errno=True).madvise(ctypes.c_void_p(first), ctypes.c_size_t(last - first),
-                                                  mmap.MADV_DONTNEED)
+        ctypes.CDLL(None, use_errno=True).madvise(ctypes.c_void_p(first), ctypes.c_size_t(last - first), advice)
 
 
 def in_memory(index):

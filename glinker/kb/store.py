@@ -26,7 +26,7 @@ from ..errors import KnowledgeBaseError, Reject
 from ..templates import render_template
 from ..types import Candidate
 from .checks import check_offsets, read_file
-from .columns import StringColumn, load_array, string_hash
+from .columns import StringColumn, load_array, release_pages, string_hash
 from .reader import EntityRow, EntitySource, OnError, RowError, iter_raw_rows, parse_row
 
 STRING_COLUMNS = ("ids", "names", "descriptions", "types", "extra")
@@ -366,6 +366,8 @@ class EntityStore:
         check_offsets(directory / "entities.name_start.npy", store.name_start, len(store.names),
                       directory / "entities.names.offsets.npy")
         store._reindex_ids()
+        for name in STRING_COLUMNS:  # read whole by the checks and the id index: fault back what lookups read
+            release_pages(getattr(store, name).data)
         return store
 
 
