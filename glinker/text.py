@@ -28,12 +28,14 @@ def char_windows(text: str, max_chars: int) -> Iterator[tuple[int, str]]:
     yield start, text[start:]
 
 
-_SENTENCE_END = re.compile(r"[.!?;]\s+\S|\n")
+# a sentence end: ". ", "! " or "? " then a capital or a digit, but not after an initial ("E. coli", "John F.
+# Kennedy") or a title ("Dr. Smith"); or "; " or a line break
+_SENTENCE_END = re.compile(r"(?<!\b[A-Z])(?<!\b(?:Dr|Mr|Ms|St|vs|No|al))[.!?]\s+[A-Z0-9]|;\s|\n")
 _BRACKETS = ("()", "[]", "{}")
 
 
 def well_formed(span: str) -> bool:
-    """False for a span that runs across a sentence end (``. `` then more text, or a line break) or leaves
+    """False for a span that runs across a sentence end (see ``_SENTENCE_END``) or leaves
     a bracket unclosed: a model's span over two sentences or half a parenthesis is no mention."""
     if _SENTENCE_END.search(span):
         return False

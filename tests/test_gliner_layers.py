@@ -194,7 +194,7 @@ def test_l1_gliner_drops_spans_across_sentences_or_with_an_unclosed_bracket(mode
     from glinker.text import well_formed
     from layers.l1_gliner import GlinerMentions
 
-    assert well_formed("hemorrhagic cystitis (HC)") and well_formed("e.g.")
+    assert well_formed("hemorrhagic cystitis (HC)") and well_formed("E. coli sepsis") and well_formed("Dr. Smith")
     assert not well_formed("toxicity. Acute toxicity") and not well_formed("dystrophy (Steinert")
     texts = ["Acute renal failure. Severe (late onset hepatitis in Paris) and [chronic pain."]
     options = {"model": models["uni"], "labels": ["disease"], "threshold": 0.0, "flat_ner": False}

@@ -14,7 +14,7 @@
   pair that costs least (codes scanned + 100 per vector re-scored); the manifest records them with the
   recall achieved. The inverted lists are memory-mapped from the index file (see ivf_lists.py). With
   ``refine="sq8"`` the hits are re-scored against 8-bit codes of the vectors instead (sq_refine.py: half
-  the pages of float16 vectors to keep mapped, re-scored in C++; scores within ~1e-2 of exact). kb_dirs
+  the pages of float16 vectors to keep mapped, re-scored in C++; scores within ~0.02 of exact). kb_dirs
   written before (``refine: SQfp16``, FAISS re-scoring against float16 copies inside the index file)
   open and search as they did.
 """
@@ -240,6 +240,8 @@ class VectorIndex:
             if self.refine is None:
                 return [path]
             replace_file(refine_path(path), lambda tmp: faiss.write_index(self.refine, tmp))
+            if self.refine_mapped:
+                release_mapped(self.refine)  # writing read every mapped code
         return [path, refine_path(path)]
 
     @classmethod

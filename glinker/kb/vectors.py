@@ -76,6 +76,8 @@ class VectorStore:
         if refine is not None:
             if refine not in REFINES:
                 raise ValueError(f"refine must be one of {REFINES}, got {refine!r}")
+            if refine == "sq8" and not _faiss_maps_codes():
+                raise ValueError("refine sq8 needs faiss-cpu 1.11 or later (memory-mapped codes); upgrade faiss")
             self.refine = refine
         for index in self.indexes.values():
             index.configure(**search)
@@ -199,6 +201,12 @@ class VectorStore:
         return store
 
 
+def _faiss_maps_codes() -> bool:
+    import faiss
+
+    return hasattr(faiss, "IO_FLAG_MMAP_IFC")
+
+
 def _index_files(index: dict[str, Any]) -> list[str]:
     """The files of a manifest's ``index`` entry that has a file: the index, and its codes with refine sq8."""
     params = index.get("params") if isinstance(index.get("params"), dict) else {}
@@ -227,4 +235,9 @@ def _read_index(directory: Path, manifest: dict[str, Any], vectors: np.ndarray) 
         raise KnowledgeBaseError(f"{path or directory}: index holds {index.size} vectors, the manifest says {info['ntotal']}")
     if index.dim != vectors.shape[1]:
         raise corrupted(path, f"index of {index.dim}-d vectors, but the name vectors are {vectors.shape[1]}-d")
+    codes = index.refine
+    if codes is not None and (codes.ntotal != index.size or codes.d != index.dim
+                              or codes.codes.size() != codes.ntotal * codes.code_size):
+        raise corrupted(refine_path(path), f"{codes.ntotal} codes of {codes.d}-d vectors for an index of "
+                        f"{index.size} {index.dim}-d vectors", path)
     return index

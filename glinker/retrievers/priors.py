@@ -26,9 +26,9 @@ class PriorRetriever(Retriever):
         hits = Hits()
         for s in strings:
             shares = self.priors.shares(s, self.layer.prior_min_count) or {}
-            ranked = sorted(shares.items(), key=lambda item: -item[1])[: self.layer.top_k]
+            ranked = sorted(shares.items(), key=lambda item: -item[1])
             rows = self.kb.store.rows_of([e for e, _ in ranked])
-            found = rows >= 0
+            found = np.flatnonzero(rows >= 0)[: self.layer.top_k]  # entities missing from the KB skipped first
             hits.extend(rows[found], np.array([share for _, share in ranked])[found])
         return hits
 
