@@ -115,3 +115,24 @@ def test_consistency_links_abbreviations_like_their_long_form():
     assert list(ranked[1]) == pytest.approx([totals["PD2"], totals["PD1"], totals["X"]])
     assert list(ranked[2]) == pytest.approx([totals["X"], totals["PD2"]])  # PD1 is not its candidate
     assert list(ranked[3]) == [0.8]
+
+
+def test_vector_hits_of_an_abbreviation_and_its_long_form_are_ranked_together(example_kb_path):
+    """The faiss layer searches an abbreviation and the long form the text defines for it; their hits are
+    ranked by similarity together, so the long form's best names are not pushed out by the acronym's."""
+    from glinker import ConfigBuilder, DAGExecutor
+    from tests.conftest import MINILM
+
+    builder = ConfigBuilder(name="abbrev")
+    builder.l2.add("faiss", priority=0, top_k=3)
+    builder.l2.embeddings(enabled=True, model_name=MINILM)
+    builder.l2.configure(max_candidates=3)
+    builder.l3.configure(model=MINILM, backend="dense", threshold=0.0)
+    executor = DAGExecutor(builder.build())
+    executor.load_entities(example_kb_path)
+    text = "We toured the Tour Eiffel (TE) at night; TE was lit."
+    start = text.rindex("TE")
+    context = executor.execute({"texts": [text], "entities": [[{"start": start, "end": start + 2}]]})
+    (group,) = context.get("l2_result").candidates[0]
+    scores = [c.score for c in group.candidates]
+    assert group.candidates[0].entity_id == "Q243" and scores == sorted(scores, reverse=True)

@@ -40,12 +40,18 @@ class VectorRetriever(Retriever):
         live_name = None if store.alive.all() else store.alive[entity_of]
         k = top_k * 3 if live_name is None else min(top_k * 3 + int((~live_name).sum()), max(index.size, 1))
         scores, name_rows = index.search(self.encoder.encode(flat, batch_size=self.batch_size), k)
+        per_owner: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
         for owner, row_scores, row_ids in zip(owners, scores, name_rows, strict=True):
             found = row_ids >= 0
             if live_name is not None:
                 found[found] = live_name[row_ids[found]]
-            _add_until_full(results[owner], entity_of[row_ids[found]], np.minimum(row_scores[found], 1.0),
-                            top_k * len(strings[owner]))
+            per_owner.setdefault(owner, []).append((entity_of[row_ids[found]], np.minimum(row_scores[found], 1.0)))
+        for owner, found_by_string in per_owner.items():
+            # a mention and its long form: their hits ranked together by similarity (an acronym's own
+            # nearest names are mostly noise, and should not all rank before its long form's)
+            rows, row_scores = (np.concatenate(parts) for parts in zip(*found_by_string, strict=True))
+            order = np.argsort(-row_scores, kind="stable")
+            _add_until_full(results[owner], rows[order], row_scores[order], top_k * len(strings[owner]))
         return results
 
     def precompute(self, batch_size: int = 64, progress: bool = False) -> int:
