@@ -366,8 +366,7 @@ class EntityStore:
         check_offsets(directory / "entities.name_start.npy", store.name_start, len(store.names),
                       directory / "entities.names.offsets.npy")
         store._reindex_ids()
-        for name in STRING_COLUMNS:  # read whole by the checks and the id index: fault back what lookups read
-            release_pages(getattr(store, name).data)
+        release_pages(store.ids.data)  # the id index hashed every id (each column released its own check's pass)
         return store
 
 

@@ -59,7 +59,6 @@ class VectorIndex:
     params: dict[str, Any] = field(default_factory=dict)
     matrix: np.ndarray | None = None  # the vectors: searched (flat) or re-scored against (ivf)
     refine: Any = None  # refine sq8: the FAISS 8-bit codes hits are re-scored against
-    refine_mapped: bool = False  # ``refine`` is mapped from a file (read-only)
     # held by FAISS searches, adds and saves: an add or a save swaps the lists of an index searched meanwhile
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -70,6 +69,11 @@ class VectorIndex:
     @property
     def dim(self) -> int:
         return self.matrix.shape[1] if self.kind == "flat" else int(self.index.d)
+
+    @property
+    def refine_mapped(self) -> bool:
+        """True where the 8-bit codes are mapped from a file (read-only: copied into memory before an add)."""
+        return self.refine is not None and not self.refine.codes.is_owned
 
     @property
     def rescores(self) -> bool:
@@ -99,7 +103,7 @@ class VectorIndex:
         if kind == "ivf":
             built.matrix = matrix
             if quantizer is not None:
-                built.refine, built.refine_mapped = encoded(quantizer, matrix), True
+                built.refine = encoded(quantizer, matrix)
             if not search:
                 built.tune(held_out, recall_target)
         built.configure(**(search or {}))
@@ -117,7 +121,7 @@ class VectorIndex:
             if self.params.get("lists") == "mapped":
                 lists_in_memory(self.index)  # lists mapped from a kb_dir are read-only
             if self.refine_mapped:
-                self.refine, self.refine_mapped = in_memory(self.refine), False
+                self.refine = in_memory(self.refine)
             for lo in range(0, len(matrix), chunk):
                 part = np.ascontiguousarray(matrix[lo : lo + chunk], dtype=np.float32)
                 self.index.add(part)
@@ -253,7 +257,7 @@ class VectorIndex:
         params = dict(params)
         index = read_mapped(path) if params.get("lists") == "mapped" else faiss.read_index(str(path))
         refine = mapped(refine_path(path)) if params.get("refine") == SQ8 else None
-        return cls(kind, _tuned(index, kind, params), params, vectors, refine, refine is not None)
+        return cls(kind, _tuned(index, kind, params), params, vectors, refine)
 
 
 @functools.cache

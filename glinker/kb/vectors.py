@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import KnowledgeBaseError
 from .checks import check_size, corrupted, is_count, manifest_error, read_file
 from .columns import load_array, save_in_blocks
-from .sq_refine import REFINES, refine_path
+from .sq_refine import REFINES, SQ8, refine_path
 from .vector_index import INDEX_TYPES, RECALL_TARGET, VectorIndex
 
 KINDS = ("names", "entities", "labels")
@@ -76,7 +76,7 @@ class VectorStore:
         if refine is not None:
             if refine not in REFINES:
                 raise ValueError(f"refine must be one of {REFINES}, got {refine!r}")
-            if refine == "sq8" and not _faiss_maps_codes():
+            if refine == SQ8 and not _faiss_maps_codes():
                 raise ValueError("refine sq8 needs faiss-cpu 1.11 or later (memory-mapped codes); upgrade faiss")
             self.refine = refine
         for index in self.indexes.values():
@@ -210,7 +210,7 @@ def _faiss_maps_codes() -> bool:
 def _index_files(index: dict[str, Any]) -> list[str]:
     """The files of a manifest's ``index`` entry that has a file: the index, and its codes with refine sq8."""
     params = index.get("params") if isinstance(index.get("params"), dict) else {}
-    return [index["file"]] + ([refine_path(Path(index["file"])).name] if params.get("refine") == "sq8" else [])
+    return [index["file"]] + ([refine_path(Path(index["file"])).name] if params.get("refine") == SQ8 else [])
 
 
 def _listed(name: Any, files: dict[str, Any]) -> bool:

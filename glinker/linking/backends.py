@@ -18,7 +18,7 @@ from .dense import DenseScorer
 from .gliclass import GliclassLinkScorer
 from .gliner import GlinerLinkScorer
 from .inputs import with_retrieval
-from .priors import MentionPriors, PriorMix
+from .priors import MentionPriors
 
 
 class Scorer(Protocol):
@@ -82,22 +82,24 @@ def make_scorer(backend: str, config, template: str, kb, max_labels: int | None 
         raise ConfigError(f"runtime {config.runtime!r} runs the dense and cross_encoder backends, not {backend!r}")
     scorer = BACKENDS[backend](config, template, kb, max_labels)
     weight = getattr(config, "retrieval_weight", None)
-    scorer = RetrievalMix(scorer, weight) if backend != "dense" and weight else scorer
+    if backend != "dense" and weight:  # a model's scores: ``w * retrieval + (1 - w) * model``
+        scorer = MixedScorer(scorer, lambda g, s: with_retrieval(g.candidates, s, weight).astype(np.float32))
     if getattr(config, "priors", None):
-        scorer = PriorMix(scorer, MentionPriors.load(config.priors), config.prior_weight, config.prior_min_count)
+        priors, share = MentionPriors.load(config.priors), config.prior_weight
+        scorer = MixedScorer(scorer, lambda g, s: priors.mixed(g, s, share, config.prior_min_count))
     return scorer
 
 
-class RetrievalMix:
-    """A model's scores mixed with the L2 retrieval scores: ``w * retrieval + (1 - w) * model``."""
+class MixedScorer:
+    """A scorer whose scores of each mention's candidates go through ``mix(group, scores)``."""
 
-    def __init__(self, scorer: Scorer, weight: float):
-        self.scorer, self.weight = scorer, weight
+    def __init__(self, scorer: Scorer, mix: Callable[[MentionCandidates, np.ndarray], np.ndarray]):
+        self.scorer, self.mix = scorer, mix
 
     def precompute(self, batch_size: int = 64, progress: bool = False) -> int:
         return self.scorer.precompute(batch_size=batch_size, progress=progress)
 
     def score(self, texts: list[str], groups: list[list[MentionCandidates]]) -> list[list[np.ndarray]]:
         scores = self.scorer.score(texts, groups)
-        return [[with_retrieval(g.candidates, s, self.weight).astype(np.float32) for g, s in zip(per_text, per_scores, strict=True)]
+        return [[self.mix(g, s) for g, s in zip(per_text, per_scores, strict=True)]
                 for per_text, per_scores in zip(groups, scores, strict=True)]

@@ -69,23 +69,10 @@ class MentionPriors:
         return {e: n / total for e, n in counts.items()} if total >= max(min_count, 1) else None
 
 
-class PriorMix:
-    """A scorer whose scores are mixed with the mention priors (see the module docstring)."""
-
-    def __init__(self, scorer, priors: MentionPriors, weight: float, min_count: int = 1):
-        self.scorer, self.priors, self.weight, self.min_count = scorer, priors, weight, min_count
-
-    def precompute(self, batch_size: int = 64, progress: bool = False) -> int:
-        return self.scorer.precompute(batch_size=batch_size, progress=progress)
-
-    def score(self, texts: list[str], groups: list[list[MentionCandidates]]) -> list[list[np.ndarray]]:
-        scores = self.scorer.score(texts, groups)
-        return [[self._mixed(g, s) for g, s in zip(per_text, per_scores, strict=True)]
-                for per_text, per_scores in zip(groups, scores, strict=True)]
-
-    def _mixed(self, group: MentionCandidates, scores: np.ndarray) -> np.ndarray:
-        shares = self.priors.shares(group.mention.text, self.min_count)
+    def mixed(self, group: MentionCandidates, scores: np.ndarray, weight: float, min_count: int = 1) -> np.ndarray:
+        """``group``'s candidate scores mixed with their shares (see the module docstring)."""
+        shares = self.shares(group.mention.text, min_count)
         if shares is None:
             return scores
         prior = np.array([shares.get(c.entity_id, 0.0) for c in group.candidates])
-        return ((1 - self.weight) * np.asarray(scores, dtype=np.float64) + self.weight * prior).astype(np.float32)
+        return ((1 - weight) * np.asarray(scores, dtype=np.float64) + weight * prior).astype(np.float32)
