@@ -96,23 +96,19 @@ def encoded(quantizer, matrix: np.ndarray):
 
 
 def release_mapped(index) -> None:
-    """Unmap from this process the pages of mapped codes that a pass over them (the build-time tuning)
-    faulted in, as ``columns.release_pages`` does for the vectors: they stay in the page cache."""
-    _advise(index, mmap.MADV_DONTNEED)
-
-
-def _advise(index, advice: int) -> None:
-    """``madvise`` the whole pages of ``index``'s mapped codes."""
+    """Unmap from this process the whole pages of mapped codes that a pass over them (the build-time tuning,
+    a save) faulted in, as ``columns.release_pages`` does for the vectors: they stay in the page cache."""
     size = int(index.ntotal) * int(index.code_size)
     if not size:
         return
     import faiss
 
-    start = int(faiss.swig_ptr(faiss.rev_swig_ptr(index.codes.data(), size)))
+    start = faiss.rev_swig_ptr(index.codes.data(), size).ctypes.data
     page = mmap.PAGESIZE
     first, last = -(-start // page) * page, (start + size) // page * page
     if last > first:
-        ctypes.CDLL(None, use_errno=True).madvise(ctypes.c_void_p(first), ctypes.c_size_t(last - first), advice)
+        ctypes.CDLL(None, use_errno=True).madvise(ctypes.c_void_p(first), ctypes.c_size_t(last - first),
+                                                  mmap.MADV_DONTNEED)
 
 
 def in_memory(index):
