@@ -68,7 +68,6 @@ class MentionPriors:
         total = sum(counts.values()) if counts else 0
         return {e: n / total for e, n in counts.items()} if total >= max(min_count, 1) else None
 
-
     def mixed(self, group: MentionCandidates, scores: np.ndarray, weight: float, min_count: int = 1) -> np.ndarray:
         """``group``'s candidate scores mixed with their shares (see the module docstring)."""
         shares = self.shares(group.mention.text, min_count)

@@ -258,11 +258,10 @@ class TrainConfig(_Section):
 
     def check_training_keys(self) -> None:
         kind = self.kind
-        if kind == "priors" and set(self.training) - {"output_dir"}:
-            key = next(k for k in self.training if k != "output_dir")
-            raise ConfigError(f"training.{key}: task 'priors' trains nothing and takes no training keys but "
-                              "output_dir")
         if kind == "priors":
+            if extra := [k for k in self.training if k != "output_dir"]:
+                raise ConfigError(f"training.{extra[0]}: task 'priors' trains nothing and takes no training keys "
+                                  "but output_dir")
             return
         known = trainer_argument_names(kind) | set(TASK_TRAINING_KEYS[kind])
         for key in self.training:
