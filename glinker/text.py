@@ -42,7 +42,8 @@ def well_formed(span: str) -> bool:
     return all(span.count(a) == span.count(b) for a, b in _BRACKETS)
 
 
-_PAREN = re.compile(r"\(\s*([^()\s][^()]{0,9}?)\s*\)")
+# "(SF)", or "(SF; ...)" / "(SF, ...)": the short form ends at the first ";" or ","
+_PAREN = re.compile(r"\(\s*([^()\s;,][^();,]{0,9}?)\s*[;,)]")
 _WORD = re.compile(r"\S+")
 
 
@@ -51,6 +52,7 @@ def abbreviations(text: str) -> dict[str, str]:
 
     The Schwartz-Hearst rule: every character of the short form appears, in order, in the long form,
     its first character starting a word; the long form has at most ``min(len(SF) + 5, 2 * len(SF))`` words.
+    A plural short form ("ventricular septal defects (VSDs)") defines its singular ("VSD") too.
     """
     found: dict[str, str] = {}
     for match in _PAREN.finditer(text):
@@ -61,10 +63,19 @@ def abbreviations(text: str) -> dict[str, str]:
             continue
         words = _WORD.findall(text[max(0, match.start() - 300) : match.start()])
         window = words[-min(len(short) + 5, 2 * len(short)) :]
-        long_form = _best_long_form(short, " ".join(window))
-        if long_form and short not in found:
-            found[short] = long_form
+        singular = short[:-1] if _is_plural(short) else None
+        candidate = " ".join(window)
+        long_form = _best_long_form(short, candidate) or (singular and _best_long_form(singular, candidate))
+        if long_form:
+            found.setdefault(short, long_form)
+            if singular:
+                found.setdefault(singular, long_form)
     return found
+
+
+def _is_plural(short: str) -> bool:
+    """"VSDs", "EDDs": an upper-case short form of two or more letters with a plural "s"."""
+    return len(short) >= 3 and short.endswith("s") and short[:-1].isupper()
 
 
 def _best_long_form(short: str, candidate: str) -> str | None:

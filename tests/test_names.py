@@ -149,6 +149,13 @@ def test_abbreviation_definitions():
     assert abbreviations(text) == {
         "DMD": "Duchenne muscular dystrophy", "HF": "Heart failure", "5-FU": "5-fluorouracil",
     }
+    # the short form ends at ";" or ","; a plural one defines its singular too, even when only that matches
+    text = ("Patients with myelodysplastic syndrome (MDS; n = 5) and ventricular septal defects (VSDs). "
+            "Excited delirium (EDDs, 12 cases) was seen.")
+    assert abbreviations(text) == {
+        "MDS": "myelodysplastic syndrome", "VSDs": "ventricular septal defects", "VSD": "ventricular septal defects",
+        "EDDs": "Excited delirium", "EDD": "Excited delirium",
+    }
 
 
 def test_char_windows_cover_text_exactly():
