@@ -8,9 +8,10 @@ configs/medic.yaml and runs the same evaluation as benchmarks/accuracy.py:
 - ``--ner DIR``: GLiNER as L1 (label ``disease``) instead of the gazetteer. Prints span P/R/F1, link
   P/R/F1 and L1 docs/s; with ``--retriever`` too, both trained models run together.
   ``--ner-merge first|longest``: the gazetteer's mentions and GLiNER's merged (``l1_merge``).
-- ``--linker DIR``: the trained cross-encoder as L3 (``backend: cross_encoder``, the template and
-  context of configs/train/bc5cdr_linker.yaml) instead of the dense backend, with
-  ``--linker-weight`` of the L2 retrieval score mixed in.
+- ``--linker DIR``: the trained linker as L3 instead of the dense backend, with ``--linker-weight`` of
+  the L2 retrieval score mixed in: a cross-encoder (the template and context of
+  configs/train/bc5cdr_linker.yaml), or with ``--linker-backend gliner`` a GLiNER linker
+  (configs/train/bc5cdr_gliner_linker.yaml).
 - ``--priors DIR``: an L2 ``priors`` layer proposes, and L3 mixes in, the mention priors of ``glinker train`` task ``priors`` (OUT/model;
   configs/train/bc5cdr_priors.yaml counts BC5CDR train and dev; count train alone to tune on dev).
 - ``--l3-threshold T``: the L3 threshold, whatever the backend (default: configs/medic.yaml's 0.5); tune it
@@ -72,9 +73,10 @@ def pipeline(encoder: str | None, ner: str | None, threshold: float, linker: dic
         merged_l1(config, gliner, merge)
     elif ner is not None:
         nodes["l1"]["processor"], nodes["l1"]["config"] = "l1_gliner", gliner
-    if linker is not None:
-        nodes["l3"]["config"] = {"backend": "cross_encoder", "context_chars": 100, "max_length": 64,
-                                 "batch_size": 64, **linker}
+    if linker is not None and linker["backend"] == "cross_encoder":
+        nodes["l3"]["config"] = {"context_chars": 100, "max_length": 64, "batch_size": 64, **linker}
+    elif linker is not None:  # a GLiNER linker reads the whole text; the schema template of L2 renders its labels
+        nodes["l3"]["config"] = {"batch_size": 8, **linker}
     if l3_threshold is not None:
         nodes["l3"]["config"]["threshold"] = l3_threshold
     if priors is not None:  # L2 proposes the entities of the surface's annotations; L3 mixes their shares in
@@ -91,7 +93,8 @@ def run(args: argparse.Namespace) -> dict:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "pipeline.yaml"
-        linker = {"model_name": args.linker, "retrieval_weight": args.linker_weight} if args.linker else None
+        linker = args.linker and {"model_name": args.linker, "backend": args.linker_backend,
+                                  "retrieval_weight": args.linker_weight}
         config = pipeline(args.retriever, args.ner, args.threshold, linker, args.ner_merge, args.l3_threshold,
                           args.priors)
         path.write_text(yaml.safe_dump(config))
@@ -120,7 +123,9 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, default=0.5, help="GLiNER L1 threshold")
     parser.add_argument("--ner-merge", choices=["first", "longest", "all"],
                         help="with --ner: L1 is the gazetteer's mentions merged with GLiNER's (l1_merge overlaps)")
-    parser.add_argument("--linker", help="trained cross-encoder folder for L3 (default: the dense backend)")
+    parser.add_argument("--linker", help="trained linker folder for L3 (default: the dense backend)")
+    parser.add_argument("--linker-backend", choices=["cross_encoder", "gliner"], default="cross_encoder",
+                        help="what --linker is: a glinker train task 'linker' output of that model.backend")
     parser.add_argument("--linker-weight", type=float, default=0.0, help="L3 retrieval_weight with --linker")
     parser.add_argument("--l3-threshold", type=float, help="L3 threshold (default: configs/medic.yaml's)")
     parser.add_argument("--priors", help="L3 mention priors: a glinker train task 'priors' output folder")
@@ -136,7 +141,8 @@ def main() -> None:
     results = run(args)
     print(orjson.dumps({"benchmark": "train", "retriever": args.retriever or MINILM, "ner": args.ner,
                         "ner_merge": args.ner_merge,
-                        "linker": args.linker and {"model": args.linker, "retrieval_weight": args.linker_weight},
+                        "linker": args.linker and {"model": args.linker, "backend": args.linker_backend,
+                                                   "retrieval_weight": args.linker_weight},
                         "l3_threshold": args.l3_threshold, "priors": args.priors,
                         "split": args.split, "results": results}).decode())
 
