@@ -59,7 +59,7 @@ def abbreviations(text: str) -> dict[str, str]:
         short = match.group(1)
         if not (2 <= len(short) <= 10) or not any(c.isalpha() for c in short) or not short[0].isalnum():
             continue
-        if len(short.split()) > 2:
+        if len(short.split()) > 2 or short.endswith("."):  # "(i.e., ...)", "(e.g., ...)": no short form
             continue
         words = _WORD.findall(text[max(0, match.start() - 300) : match.start()])
         window = words[-min(len(short) + 5, 2 * len(short)) :]

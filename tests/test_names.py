@@ -151,7 +151,7 @@ def test_abbreviation_definitions():
     }
     # the short form ends at ";" or ","; a plural one defines its singular too, even when only that matches
     text = ("Patients with myelodysplastic syndrome (MDS; n = 5) and ventricular septal defects (VSDs). "
-            "Excited delirium (EDDs, 12 cases) was seen.")
+            "Excited delirium (EDDs, 12 cases) was seen. Treated with insulin alone (i.e., no metformin).")
     assert abbreviations(text) == {
         "MDS": "myelodysplastic syndrome", "VSDs": "ventricular septal defects", "VSD": "ventricular septal defects",
         "EDDs": "Excited delirium", "EDD": "Excited delirium",
