@@ -73,6 +73,19 @@ def abbreviations(text: str) -> dict[str, str]:
     return found
 
 
+def expanded(mention: str, defined: dict[str, str]) -> str | None:
+    """``mention`` with the short forms ``defined`` in its text written out ("GI AEs" -> "gastrointestinal
+    adverse events"), whether it is one or holds some as words; None when it holds none."""
+    whole = defined.get(mention.strip())
+    if whole or not defined:
+        return whole
+    out = mention
+    for short, long_form in defined.items():
+        if short in out:
+            out = re.sub(rf"(?<!\w){re.escape(short)}(?!\w)", lambda _, text=long_form: text, out)
+    return out if out != mention else None
+
+
 def _is_plural(short: str) -> bool:
     """"VSDs", "EDDs": an upper-case short form of two or more letters with a plural "s"."""
     return len(short) >= 3 and short.endswith("s") and short[:-1].isupper()

@@ -19,7 +19,7 @@ from glinker.kb.hierarchy import ancestor_votes
 from glinker.registry import retriever
 from glinker.retrievers import Hits, Query
 from glinker.retrievers.base import HitTable
-from glinker.text import facts_of
+from glinker.text import expanded, facts_of
 from glinker.types import L2Output, Mention, MentionCandidates
 
 
@@ -52,14 +52,15 @@ class CandidateRetriever:
         return L2Output([[MentionCandidates(m, next(ranked)) for m in per_text] for per_text in mentions])
 
     def _queries(self, mentions: list[list[Mention]], texts: list[str] | None) -> list[Query]:
-        """Search strings per mention: its text, plus the long form of an abbreviation defined in the text."""
+        """Search strings per mention: its text, plus its text with the abbreviations defined in the text
+        written out (a mention that is one, or holds some as words)."""
         queries = []
         facts = facts_of(texts) if texts is not None else [None] * len(mentions)
         for per_text, text_facts in zip(mentions, facts, strict=True):
             defined = text_facts.abbreviations if (self.config.abbreviations and text_facts) else {}
             text = text_facts.text if text_facts else None
             for mention in per_text:
-                long_form = defined.get(mention.text.strip())
+                long_form = expanded(mention.text, defined)
                 strings = (mention.text, long_form) if long_form else (mention.text,)
                 queries.append(Query(strings, text, mention.start, mention.end))
         return queries

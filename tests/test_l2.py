@@ -61,6 +61,13 @@ def test_abbreviation_defined_in_text():
     assert "D2" not in ids(ctx.get("l2_result").candidates[0][0].candidates)
 
 
+def test_abbreviations_inside_a_mention_are_written_out():
+    """A mention holding a defined short form as a word ("malignant HT") is also searched with it written out."""
+    text = "Patients with hypertension (HT) were seen. Some had malignant HT later."
+    assert ids(candidates(executor(), text, "malignant HT"))[0] == "H2"
+    assert "H2" not in ids(candidates(executor(abbreviations=False), text, "malignant HT"))
+
+
 def test_hierarchy_adds_shared_ancestors():
     plain = ids(candidates(executor(), "a nephropathy", "nephropathy"))
     assert "K0" not in plain and {"K1", "K2", "K3"} & set(plain)
