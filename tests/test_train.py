@@ -172,6 +172,29 @@ def test_mention_weight_repeats_each_annotated_mention_among_the_anchors(tmp_pat
         anchors(mention_weight=0.5)
 
 
+@pytest.mark.parametrize("skip", [False, True])
+def test_mined_negatives_skip_ancestors_and_descendants_when_asked(tmp_path, monkeypatch, skip):
+    from glinker.train.retriever import Retriever
+    from glinker.train.run import TrainRun
+
+    kb = tmp_path / "kb.jsonl"
+    rows = [("D", "Diseases", []), ("N", "Neoplasms", ["D"]), ("B", "Breast Neoplasms", ["N"]), ("L", "Lung Neoplasms", ["N"])]
+    kb.write_bytes(b"".join(orjson.dumps({"entity_id": i, "label": label, "aliases": [f"{label} (syn)"],
+                                          "parent_ids": parents}) + b"\n" for i, label, parents in rows))
+    config = retriever_config("unused", skip_related_negatives=skip, negative_pool=1)
+    config["data"]["kb"] = str(kb)
+    retriever = Retriever(TrainRun(load_train_config(config), tmp_path / "r"))
+    nearest = np.array([1, 0, 3, 2])  # every anchor's nearest labels: Neoplasms, Diseases, Lung, Breast
+    monkeypatch.setattr(Retriever, "nearest", lambda self, model, texts, k: np.tile(nearest, (len(texts), 1)))
+    negatives = {(row["anchor"].split(" (")[0], row["negative"]) for row in retriever.mine(None, 0)}
+    leaves = {pair for pair in negatives if pair[0] in ("Breast Neoplasms", "Lung Neoplasms")}
+    if skip:  # the sibling, never the parent; an entity related to every other keeps the nearest
+        assert leaves == {("Breast Neoplasms", "Lung Neoplasms"), ("Lung Neoplasms", "Breast Neoplasms")}
+        assert ("Neoplasms", "Diseases") in negatives
+    else:
+        assert leaves == {("Breast Neoplasms", "Neoplasms"), ("Lung Neoplasms", "Neoplasms")}
+
+
 def test_retriever_is_deterministic_with_a_seed(tmp_path, backbone):
     runs = [train(retriever_config(backbone, seed=7), out=tmp_path / str(i), max_steps=10, quiet=True)
             for i in range(2)]

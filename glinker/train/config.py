@@ -171,7 +171,8 @@ LINKER_SECTIONS: dict[str, type[_Section]] = {"cross_encoder": LinkerModel, "gli
 
 # Training keys glinker adds to Hugging Face's TrainingArguments, per kind of run (``TrainConfig.kind``).
 TASK_TRAINING_KEYS: dict[str, dict[str, Any]] = {
-    "retriever": {"mine_top_k": 20, "negative_pool": 3, "mention_weight": 1, "eval_max_mentions": 2000},
+    "retriever": {"mine_top_k": 20, "negative_pool": 3, "mention_weight": 1, "eval_max_mentions": 2000,
+                  "skip_related_negatives": False},
     "ner": {},
     "linker": {"negatives": 7, "pointwise_weight": 1.0, "eval_max_mentions": 500},
     "linker:gliner": {"negatives": 7, "eval_max_mentions": 500},

@@ -74,6 +74,7 @@ class Retriever:
         self.train, self.dev = anchors_and_dev(run, self.entities, rejects)
         rejects.flush()
         self.labels = [e.names[0] for e in self.entities]
+        self.ancestors = ancestors(self.entities) if run.options["skip_related_negatives"] else None
         self.batch = int(run.args.get("per_device_train_batch_size", 64))
         self.steps_per_round = int(run.args.get("eval_steps") or 200)
         self.label_vectors: np.ndarray | None = None  # of the current weights; reset when they change
@@ -155,7 +156,8 @@ class Retriever:
         rows = []
         for anchor, near in zip(anchors, top, strict=True):
             entity = self.entities[anchor.entity]
-            wrong = [int(j) for j in near if j != anchor.entity][: max(1, self.run.options["negative_pool"])]
+            wrong = [int(j) for j in near if j != anchor.entity and not self.related(anchor.entity, int(j))]
+            wrong = wrong[: max(1, self.run.options["negative_pool"])] or [int(j) for j in near if j != anchor.entity]
             negative = self.entities[rng.choice(wrong)]
             use_text = rng.random() < 0.5  # half the positives are the entity text the dense L3 compares with
             positives = [n for n in entity.names if n != anchor.text] or entity.names
@@ -165,6 +167,11 @@ class Retriever:
                 "negative": negative.text if use_text else negative.names[0],
             })
         return rows
+
+    def related(self, a: int, b: int) -> bool:
+        """With ``skip_related_negatives``: whether one entity is an ancestor of the other (a parent is a
+        coarser link of the same thing, not a wrong one)."""
+        return self.ancestors is not None and (b in self.ancestors[a] or a in self.ancestors[b])
 
     def nearest(self, model, texts: list[str], k: int) -> np.ndarray:
         """Indices of the ``k`` entities whose label is nearest to each text (cosine), best first."""
@@ -195,6 +202,24 @@ class Retriever:
         metrics = {"acc@1": round(float(hits[:, 0].mean()), 4)}
         metrics.update({f"recall@{k}": round(float(hits[:, :k].any(1).mean()), 4) for k in KS})
         return metrics
+
+
+def ancestors(entities: list[KBEntity]) -> list[frozenset[int]]:
+    """Each entity's ancestors (indices), through the parents the KB lists; cycles are cut."""
+    where = {e.entity_id: i for i, e in enumerate(entities)}
+    parents = [[where[p] for p in e.parents if p in where] for e in entities]
+
+    def walk(start: int) -> frozenset[int]:
+        seen, stack = set(), list(parents[start])
+        while stack:
+            node = stack.pop()
+            if node not in seen:
+                seen.add(node)
+                stack.extend(parents[node])
+        seen.discard(start)
+        return frozenset(seen)
+
+    return [walk(i) for i in range(len(entities))]
 
 
 def plain(model):
