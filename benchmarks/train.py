@@ -62,7 +62,7 @@ def merged_l1(config: dict, gliner: dict, overlaps: str) -> None:
 def pipeline(encoder: str | None, ner: str | None, threshold: float, linker: dict | None = None,
              merge: str | None = None, l3_threshold: float | None = None, priors: str | None = None) -> dict:
     """configs/medic.yaml with the trained encoder, GLiNER L1 (alone or merged with the gazetteer's
-    mentions) and/or cross-encoder L3 swapped in."""
+    mentions) and/or a trained linker (cross-encoder or GLiNER) as L3 swapped in."""
     config = copy.deepcopy(yaml.safe_load((ROOT / "configs" / "medic.yaml").read_text()))
     nodes = {node["id"]: node for node in config["nodes"]}
     if encoder is not None:
@@ -93,8 +93,8 @@ def run(args: argparse.Namespace) -> dict:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "pipeline.yaml"
-        linker = args.linker and {"model_name": args.linker, "backend": args.linker_backend,
-                                  "retrieval_weight": args.linker_weight}
+        linker = {"model_name": args.linker, "backend": args.linker_backend,
+                  "retrieval_weight": args.linker_weight} if args.linker else None
         config = pipeline(args.retriever, args.ner, args.threshold, linker, args.ner_merge, args.l3_threshold,
                           args.priors)
         path.write_text(yaml.safe_dump(config))

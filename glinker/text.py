@@ -43,8 +43,19 @@ def well_formed(span: str) -> bool:
 
 
 # "(SF)", or "(SF; ...)" / "(SF, ...)": the short form ends at the first ";" or ","
-_PAREN = re.compile(r"\(\s*([^()\s;,][^();,]{0,9}?)\s*[;,)]")
+_PAREN = re.compile(r"\(\s*([^()\s;,][^();,]{0,9}?)\s*([;,)])")
 _WORD = re.compile(r"\S+")
+# the long form of a short form split at a comma never starts with one of these: "risk of stroke (OR, 2.3)"
+# defines no "OR" = "of stroke"
+_FUNCTION_WORDS = frozenset(["a", "an", "and", "as", "at", "by", "for", "from", "in", "of", "on", "or", "the",
+                             "to", "with"])
+
+
+def short_form_pattern(shorts) -> re.Pattern:
+    """Where any of ``shorts`` stands as a word of its own: not inside a longer word or a hyphenated
+    name ("HT" is not in "5-HT"); the longest first."""
+    alternatives = "|".join(re.escape(s) for s in sorted(shorts, key=len, reverse=True))
+    return re.compile(rf"(?<![\w-])(?:{alternatives})(?![\w-])")
 
 
 def abbreviations(text: str) -> dict[str, str]:
@@ -66,6 +77,8 @@ def abbreviations(text: str) -> dict[str, str]:
         singular = short[:-1] if _is_plural(short) else None
         candidate = " ".join(window)
         long_form = _best_long_form(short, candidate) or (singular and _best_long_form(singular, candidate))
+        if long_form and match.group(2) != ")" and not _plausible_before_a_comma(short, long_form):
+            continue
         if long_form:
             found.setdefault(short, long_form)
             if singular:
@@ -79,11 +92,14 @@ def expanded(mention: str, defined: dict[str, str]) -> str | None:
     whole = defined.get(mention.strip())
     if whole or not defined:
         return whole
-    out = mention
-    for short, long_form in defined.items():
-        if short in out:
-            out = re.sub(rf"(?<!\w){re.escape(short)}(?!\w)", lambda _, text=long_form: text, out)
+    out = short_form_pattern(defined).sub(lambda m: defined[m.group(0)], mention)
     return out if out != mention else None
+
+
+def _plausible_before_a_comma(short: str, long_form: str) -> bool:
+    """A short form followed by more in its parenthesis ("(OR, 2.3; 95% CI ...)", "(eg, warfarin)") is
+    one only with a capital letter and a long form that does not start with a function word."""
+    return any(c.isupper() for c in short) and long_form.split()[0].lower() not in _FUNCTION_WORDS
 
 
 def _is_plural(short: str) -> bool:

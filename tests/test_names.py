@@ -7,7 +7,7 @@ from glinker import KnowledgeBase
 from glinker.kb.columns import StringColumn, span_hashes, string_hash
 from glinker.kb.gazetteer import Gazetteer
 from glinker.kb.normalize import normalize_name
-from glinker.text import abbreviations, char_windows
+from glinker.text import abbreviations, char_windows, expanded
 
 
 def kb_of(*rows):
@@ -156,6 +156,21 @@ def test_abbreviation_definitions():
         "MDS": "myelodysplastic syndrome", "VSDs": "ventricular septal defects", "VSD": "ventricular septal defects",
         "EDDs": "Excited delirium", "EDD": "Excited delirium",
     }
+
+
+def test_short_forms_followed_by_more_in_their_parenthesis_need_a_capital_and_a_content_word():
+    text = "The risk of stroke (OR, 2.3; 95% CI 1.1-4.0) rose in elderly patients taking drugs (eg, warfarin)."
+    assert abbreviations(text) == {}
+
+
+def test_expanded_writes_out_the_short_forms_a_mention_holds_as_words():
+    defined = {"GI": "gastrointestinal", "AEs": "adverse events", "HT": "hypertension",
+               "CT": "computed tomography", "CTA": "CT angiography"}
+    assert expanded("GI AEs", defined) == "gastrointestinal adverse events"
+    assert expanded("HT", defined) == "hypertension"
+    assert expanded("CTA scan", defined) == "CT angiography scan"  # the longest short form, once
+    assert expanded("5-HT syndrome", defined) is None  # part of a hyphenated name
+    assert expanded("HTN", defined) is None and expanded("GI", {}) is None
 
 
 def test_char_windows_cover_text_exactly():

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 
 import numpy as np
 
 from ..text import abbreviations as find_abbreviations
+from ..text import short_form_pattern
 from ..types import Mention
 from .base import KnowledgeBase
 from .names import MAX_NAME_TOKENS, NameMatch
@@ -122,7 +122,7 @@ class Gazetteer:
         for short, rows in long_rows.items():
             if not len(rows):
                 continue
-            for occurrence in re.finditer(rf"(?<!\w){re.escape(short)}(?!\w)", text):
+            for occurrence in short_form_pattern([short]).finditer(text):
                 start, end = occurrence.span()
                 if not any(s < end and start < e for s, e in taken):
                     kept.append(NameMatch(start, end, rows, exact=False))
