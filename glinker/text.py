@@ -77,12 +77,11 @@ def abbreviations(text: str) -> dict[str, str]:
         singular = short[:-1] if _is_plural(short) else None
         candidate = " ".join(window)
         long_form = _best_long_form(short, candidate) or (singular and _best_long_form(singular, candidate))
-        if long_form and match.group(2) != ")" and not _plausible_before_a_comma(short, long_form):
+        if not long_form or (match.group(2) != ")" and not _plausible_before_a_comma(short, long_form)):
             continue
-        if long_form:
-            found.setdefault(short, long_form)
-            if singular:
-                found.setdefault(singular, long_form)
+        found.setdefault(short, long_form)
+        if singular:
+            found.setdefault(singular, long_form)
     return found
 
 

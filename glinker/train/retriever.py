@@ -156,9 +156,9 @@ class Retriever:
         rows = []
         for anchor, near in zip(anchors, top, strict=True):
             entity = self.entities[anchor.entity]
-            pool = max(1, self.run.options["negative_pool"])
-            wrong = [int(j) for j in near if j != anchor.entity and not self.related(anchor.entity, int(j))][:pool]
-            wrong = wrong or [int(j) for j in near if j != anchor.entity][:pool]  # related to all it is near
+            others = [int(j) for j in near if j != anchor.entity]
+            unrelated = [j for j in others if not self.related(anchor.entity, j)]
+            wrong = (unrelated or others)[: max(1, self.run.options["negative_pool"])]  # or related to all it is near
             negative = self.entities[rng.choice(wrong)]
             use_text = rng.random() < 0.5  # half the positives are the entity text the dense L3 compares with
             positives = [n for n in entity.names if n != anchor.text] or entity.names
