@@ -143,7 +143,7 @@ def test_newer_format_and_non_kb_dirs_refused(kb_dir, tmp_path):
     manifest = json.loads((newer / "manifest.json").read_text())
     manifest["format_version"] = 99
     (newer / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(KnowledgeBaseError, match=r"format version 99.*up to 4"):
+    with pytest.raises(KnowledgeBaseError, match=r"format version 99.*up to 5"):
         KnowledgeBase.open(newer)
     with pytest.raises(KnowledgeBaseError, match="not a kb_dir"):
         KnowledgeBase.open(tmp_path)

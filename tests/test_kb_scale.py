@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from glinker.kb import KnowledgeBase
-from glinker.kb.vector_index import VectorIndex, _exact_top_k, recall_at
+from glinker.kb.vector_index import VectorIndex, _exact_top_k, best_of, recall_at
 from glinker.kb.vectors import VectorSet
 
 faiss = pytest.importorskip("faiss")
@@ -154,7 +154,8 @@ def test_refine_sq8_rescores_against_mapped_codes_and_takes_updates(matrix, tmp_
     assert (np.lexsort((ids, -scores), axis=1) == np.arange(30)).all()
     exact = _exact_top_k(matrix[:15_000], queries, 30)[1]
     assert recall_at(ids, exact) >= recall_at(exactly.search(queries, 30)[1], exact) - 0.02
-    assert built.save(tmp_path / "index.faiss") == [tmp_path / "index.faiss", tmp_path / "index.refine.faiss"]
+    assert built.save(tmp_path / "index.faiss") == [tmp_path / name for name in
+                                                    ("index.faiss", "index.refine.faiss", "index.refine.order.npy")]
     opened = VectorIndex.load(tmp_path / "index.faiss", "ivf", built.params, matrix[:15_000])
     assert opened.refine_mapped and opened.refine.ntotal == 15_000
     for a, b in zip(opened.search(queries, 30), (scores, ids), strict=True):
@@ -169,14 +170,44 @@ def test_refine_sq8_rescores_against_mapped_codes_and_takes_updates(matrix, tmp_
     np.testing.assert_array_equal(reopened.search(queries, 30)[1], built.search(queries, 30)[1])
 
 
+def test_refine_sq8_codes_lie_in_list_order_and_search_as_in_row_order(matrix):
+    """The IVF lists hold code numbers, list after list, the codes follow that order (``order``: the row of
+    each), and searches return what FAISS's own refine over lists of rows and codes in row order returns."""
+    built = VectorIndex.build(matrix[:15_000], "ivf", search={"nprobe": 16, "k_factor": 8}, refine="sq8")
+    order, ivf = built.order, faiss.extract_index_ivf(built.index)
+    assert np.array_equal(np.sort(order), np.arange(15_000))
+    sizes = [ivf.invlists.list_size(i) for i in range(ivf.nlist)]
+    numbers = [faiss.rev_swig_ptr(ivf.invlists.get_ids(i), n).copy() for i, n in enumerate(sizes) if n]
+    assert np.array_equal(np.concatenate(numbers), np.arange(15_000))
+    assert (np.diff(ivf.quantizer.search(matrix[order], 1)[1][:, 0]) >= 0).all()  # rows grouped by list
+    codes = faiss.rev_swig_ptr(built.refine.codes.data(), built.refine.ntotal * built.refine.code_size)
+    assert np.array_equal(codes, built.refine.sa_encode(matrix[order]).ravel())
+    rows_index = faiss.clone_index(built.index)
+    lists = faiss.extract_index_ivf(rows_index).invlists
+    for i, n in enumerate(sizes):
+        if n:
+            ids = faiss.rev_swig_ptr(lists.get_ids(i), n)
+            ids[:] = order[ids]
+    rows_codes = faiss.IndexScalarQuantizer(built.dim, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
+    rows_codes.sq, rows_codes.is_trained = built.refine.sq, True
+    rows_codes.add(matrix[:15_000])
+    reference = faiss.IndexRefine(rows_index, rows_codes)
+    reference.k_factor = 8
+    queries = queries_near(matrix, 100)
+    expected = best_of(*reference.search(queries, 30), 30)
+    for a, b in zip(built.search(queries, 30), expected, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_kb_dir_with_refine_sq8_lists_and_checks_its_codes_file(matrix, tmp_path):
     kb = KnowledgeBase()
     kb.load([{"entity_id": f"E{i}", "label": f"entity {i}"} for i in range(len(matrix))])
     kb.vector_store.sets[KEY] = VectorSet(*KEY, matrix)
     kb.vector_store.configure(recall_target=0.9, refine="sq8")
     manifest = kb.save_dir(tmp_path / "kb", ENCODER, None, index_type="ivf", dtype="float16")
-    assert manifest["format_version"] == 4 and manifest["index"]["params"]["refine"] == "sq8"
+    assert manifest["format_version"] == 5 and manifest["index"]["params"]["refine"] == "sq8"
     assert manifest["index"]["params"]["recall"] >= 0.9 and "index.names.refine.faiss" in manifest["files"]
+    assert manifest["index"]["params"]["codes_order"] == "lists" and "index.names.refine.order.npy" in manifest["files"]
     opened = KnowledgeBase.open(tmp_path / "kb", verify="full")
     index = opened.vector_store.indexes[KEY]
     assert index.refine_mapped and opened.vector_store.refine == "sq8"

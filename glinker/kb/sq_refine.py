@@ -4,7 +4,10 @@ The codes are a FAISS ``IndexScalarQuantizer`` (QT_8bit: a min/max range per dim
 IVF's training sample), a quarter of the float32 vectors and half of float16 ones, kept in their own file
 (``index.names.refine.faiss``) and memory-mapped from it (``IO_FLAG_MMAP_IFC``): a 10M-vector KB searches
 with 3.8 GB of codes mapped instead of 7.7 GB of float16 vectors, and FAISS re-scores in C++ (``IndexRefine``).
-Scores are those of the decoded codes (within ~0.02 of exact for unit vectors). The codes are
+Scores are those of the decoded codes (within ~0.02 of exact for unit vectors). Since format 5 the codes
+are in the order of the IVF lists (the lists hold code numbers, ``index.names.refine.order.npy`` the row of
+each), so the hits of a query, from a few lists, are re-scored from a few runs of codes: 1.45x the queries/s
+of codes in row order at 3M vectors (``/tmp`` probe, see docs/scale.md). The codes are
 written a block of vectors at a time, never all in memory: the file is FAISS's own format (the header of
 the trained, empty index with its counts set, then the codes), which ``faiss.read_index`` reads back.
 """
@@ -41,21 +44,37 @@ def trained(sample: np.ndarray):
     return index
 
 
-def write_encoded(path: Path, quantizer, matrix: np.ndarray, chunk: int = 100_000) -> None:
-    """Write ``quantizer`` (trained, empty) holding the codes of every row of ``matrix`` to ``path``, encoding
-    ``chunk`` rows at a time (the pages of a memory-mapped ``matrix`` are released after each)."""
+def order_path(index_path: Path) -> Path:
+    """``index.names.faiss`` -> ``index.names.refine.order.npy``: the row of each code (codes in list order)."""
+    return index_path.with_name(f"{index_path.stem}.refine.order.npy")
+
+
+def write_encoded(path: Path, quantizer, matrix: np.ndarray, rows: np.ndarray | None = None,
+                  chunk: int = 100_000) -> None:
+    """Write ``quantizer`` (trained, empty) holding the codes of the rows of ``matrix`` (``rows``, in that
+    order; all, in order, when None) to ``path``, encoding ``chunk`` rows at a time (the pages of a
+    memory-mapped ``matrix`` are released after each)."""
     import faiss
 
     header = bytearray(faiss.serialize_index(quantizer).tobytes())  # ends with the codes' byte count (0)
-    n, code_size = len(matrix), int(quantizer.code_size)
+    n, code_size = len(matrix) if rows is None else len(rows), int(quantizer.code_size)
     header[NTOTAL] = np.int64(n).tobytes()
     header[-8:] = np.uint64(n * code_size).tobytes()
     with open(path, "wb") as handle:
         handle.write(header)
         for lo in range(0, n, chunk):
-            block = np.ascontiguousarray(matrix[lo : lo + chunk], dtype=np.float32)
+            block = (np.ascontiguousarray(matrix[lo : lo + chunk], dtype=np.float32) if rows is None
+                     else _gathered(matrix, rows[lo : lo + chunk]))
             handle.write(quantizer.sa_encode(block).tobytes())
             release_pages(matrix)
+
+
+def _gathered(matrix: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``matrix[rows]`` as float32, read in ascending row order (forward through a memory-mapped file)."""
+    ascending = np.argsort(rows)
+    block = np.empty((len(rows), matrix.shape[1]), np.float32)
+    block[ascending] = matrix[rows[ascending]]
+    return block
 
 
 def mapped(path: Path, read_ahead: bool = True):
@@ -82,14 +101,14 @@ def _read_through(path: Path, block: int = 8 << 20) -> None:
         pass
 
 
-def encoded(quantizer, matrix: np.ndarray):
-    """The codes of ``matrix``, memory-mapped from a temporary file (removed once mapped: the mapping keeps it)
-    beside the file ``matrix`` is mapped from, if it is (the system's temporary folder may be memory)."""
+def encoded(quantizer, matrix: np.ndarray, rows: np.ndarray | None = None):
+    """The codes of ``matrix`` (its ``rows`` in that order, when given), memory-mapped from a temporary file
+    (removed once mapped: the mapping keeps it) beside the file ``matrix`` is mapped from, if it is (the system's temporary folder may be memory)."""
     folder = Path(matrix.filename).parent if isinstance(getattr(matrix, "filename", None), str) else None
     handle, name = tempfile.mkstemp(prefix=".glinker-sq8-", suffix=".faiss", dir=folder)
     os.close(handle)
     try:
-        write_encoded(Path(name), quantizer, matrix)
+        write_encoded(Path(name), quantizer, matrix, rows)
         return mapped(Path(name), read_ahead=False)  # just written: cached
     finally:
         os.unlink(name)

@@ -21,7 +21,8 @@ replaced) and what the update changed (see update.py).
 Format versions: 1 recorded no name index parameters (it always used n-grams of 3); 2 records them
 (``name_index``) and, for each kind of vectors, whether they are unit length and the encoder's
 ``max_length``. 3 has IVF lists memory-mapped from the index file, 4 an ivf index with refine sq8 (its
-codes in ``index.names.refine.faiss``). Earlier versions open as they are.
+codes in ``index.names.refine.faiss``), 5 those codes in the order of the IVF lists (the row of each in
+``index.names.refine.order.npy``). Earlier versions open as they are.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from typing import Any
 from ..errors import KnowledgeBaseError
 from .checks import check_size, is_count, manifest_error
 
-FORMAT_VERSION = 4  # the newest this glinker reads; it writes 3 and 4 only where needed (see write_manifest)
+FORMAT_VERSION = 5  # the newest this glinker reads; it writes 3 and 4 only where needed (see write_manifest)
 VERIFY = ("full", "size", "none")
 
 
@@ -128,8 +129,10 @@ def write_manifest(directory: Path, fields: dict[str, Any], files: list[Path]) -
     from .. import __version__
 
     params = (fields.get("index") or {}).get("params") or {}
-    # only where needed: glinker before 3 cannot read mapped IVF lists, before 4 refine sq8; they open the rest
-    version = 4 if params.get("refine") == "sq8" else 3 if params.get("lists") == "mapped" else 2
+    # only where needed: glinker before 3 cannot read mapped IVF lists, before 4 refine sq8, before 5 its codes
+    # in list order; they open the rest
+    version = (5 if params.get("codes_order") == "lists" else 4 if params.get("refine") == "sq8"
+               else 3 if params.get("lists") == "mapped" else 2)
     manifest = {
         "format_version": version,
         "glinker_version": __version__,

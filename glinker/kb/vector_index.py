@@ -14,7 +14,8 @@
   pair that costs least (codes scanned + 100 per vector re-scored); the manifest records them with the
   recall achieved. The inverted lists are memory-mapped from the index file (see ivf_lists.py). With
   ``refine="sq8"`` the hits are re-scored against 8-bit codes of the vectors instead (sq_refine.py: half
-  the pages of float16 vectors to keep mapped, re-scored in C++; scores within ~0.02 of exact). kb_dirs
+  the pages of float16 vectors to keep mapped, re-scored in C++; scores within ~0.02 of exact; the codes
+  in the order of the IVF lists, whose ids number them: ``order`` gives the row of each). kb_dirs
   written before (``refine: SQfp16``, FAISS re-scoring against float16 copies inside the index file)
   open and search as they did.
 """
@@ -34,8 +35,18 @@ import numpy as np
 
 from ..atomic import replace_file
 from .columns import release_pages
-from .ivf_lists import is_fast_scan, lists_in_memory, read_mapped, write_mapped
-from .sq_refine import REFINES, SQ8, encoded, in_memory, mapped, refine_path, release_mapped, trained
+from .ivf_lists import is_fast_scan, lists_in_memory, read_mapped, renumber_in_list_order, write_mapped
+from .sq_refine import (
+    REFINES,
+    SQ8,
+    encoded,
+    in_memory,
+    mapped,
+    order_path,
+    refine_path,
+    release_mapped,
+    trained,
+)
 
 INDEX_TYPES = ("flat", "hnsw", "ivf")
 FLAT_LIMIT = 250_000
@@ -59,6 +70,7 @@ class VectorIndex:
     params: dict[str, Any] = field(default_factory=dict)
     matrix: np.ndarray | None = None  # the vectors: searched (flat) or re-scored against (ivf)
     refine: Any = None  # refine sq8: the FAISS 8-bit codes hits are re-scored against
+    order: np.ndarray | None = None  # refine sq8 since format 5: the row of each code (codes in list order)
     # held by FAISS searches, adds and saves: an add or a save swaps the lists of an index searched meanwhile
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -103,7 +115,9 @@ class VectorIndex:
         if kind == "ivf":
             built.matrix = matrix
             if quantizer is not None:
-                built.refine = encoded(quantizer, matrix)
+                built.order = renumber_in_list_order(built.index)
+                built.refine = encoded(quantizer, matrix, built.order)
+                built.params["codes_order"] = "lists"
             if not search:
                 built.tune(held_out, recall_target)
         built.configure(**(search or {}))
@@ -124,6 +138,8 @@ class VectorIndex:
                 self.refine = in_memory(self.refine)
             for lo in range(0, len(matrix), chunk):
                 part = np.ascontiguousarray(matrix[lo : lo + chunk], dtype=np.float32)
+                if self.order is not None:  # added codes follow the lists' own: numbered as their rows
+                    self.order = np.concatenate([self.order, np.arange(self.size, self.size + len(part))])
                 self.index.add(part)
                 if self.refine is not None:
                     self.refine.add(part)
@@ -203,6 +219,8 @@ class VectorIndex:
             refined = faiss.IndexRefine(self.index, self.refine)
             refined.k_factor = self.params.get("k_factor", 4)
             scores, ids = refined.search(queries, k)
+            if self.order is not None:
+                ids = np.where(ids >= 0, self.order[np.maximum(ids, 0)], -1)
         scores[ids < 0] = -np.inf
         return best_of(scores, ids, k)
 
@@ -246,7 +264,10 @@ class VectorIndex:
             replace_file(refine_path(path), lambda tmp: faiss.write_index(self.refine, tmp))
             if self.refine_mapped:
                 release_mapped(self.refine)  # writing read every mapped code
-        return [path, refine_path(path)]
+            if self.order is None:
+                return [path, refine_path(path)]
+            replace_file(order_path(path), lambda tmp: _save_array(tmp, self.order))
+        return [path, refine_path(path), order_path(path)]
 
     @classmethod
     def load(cls, path: Path | None, kind: str, params: dict[str, Any], vectors: np.ndarray) -> VectorIndex:
@@ -257,7 +278,13 @@ class VectorIndex:
         params = dict(params)
         index = read_mapped(path) if params.get("lists") == "mapped" else faiss.read_index(str(path))
         refine = mapped(refine_path(path)) if params.get("refine") == SQ8 else None
-        return cls(kind, _tuned(index, kind, params), params, vectors, refine)
+        order = np.load(order_path(path), mmap_mode="r") if params.get("codes_order") == "lists" else None
+        return cls(kind, _tuned(index, kind, params), params, vectors, refine, order)
+
+
+def _save_array(path: str, array: np.ndarray) -> None:
+    with open(path, "wb") as handle:  # np.save given a name would add ".npy" to it
+        np.save(handle, np.asarray(array))
 
 
 @functools.cache

@@ -7,6 +7,7 @@ In a kb_dir (all made by the one encoder the manifest names)::
     vectors.labels.npy       one vector per entity row from a GLiNER bi-encoder's label encoder
     index.names.faiss        FAISS index over the name vectors (hnsw/ivf; flat search needs none)
     index.names.refine.faiss 8-bit codes of the name vectors that ivf hits are re-scored against (refine sq8)
+    index.names.refine.order.npy  the row of each of those codes (they are in the IVF lists' order)
 
 The manifest's ``vectors`` entry of each kind records what its file depends on: template, rows,
 whether the rows are unit length, and the encoder's ``max_length`` (null where unknown).
@@ -23,7 +24,7 @@ import numpy as np
 from ..errors import KnowledgeBaseError
 from .checks import check_size, corrupted, is_count, manifest_error, read_file
 from .columns import load_array, save_in_blocks
-from .sq_refine import REFINES, SQ8, refine_path
+from .sq_refine import REFINES, SQ8, order_path, refine_path
 from .vector_index import INDEX_TYPES, RECALL_TARGET, VectorIndex
 
 KINDS = ("names", "entities", "labels")
@@ -210,7 +211,10 @@ def _faiss_maps_codes() -> bool:
 def _index_files(index: dict[str, Any]) -> list[str]:
     """The files of a manifest's ``index`` entry that has a file: the index, and its codes with refine sq8."""
     params = index.get("params") if isinstance(index.get("params"), dict) else {}
-    return [index["file"]] + ([refine_path(Path(index["file"])).name] if params.get("refine") == SQ8 else [])
+    if params.get("refine") != SQ8 or not isinstance(index["file"], str):
+        return [index["file"]]
+    path = Path(index["file"])
+    return [index["file"], refine_path(path).name] + ([order_path(path).name] if params.get("codes_order") == "lists" else [])
 
 
 def _listed(name: Any, files: dict[str, Any]) -> bool:
@@ -240,4 +244,6 @@ def _read_index(directory: Path, manifest: dict[str, Any], vectors: np.ndarray) 
                               or codes.codes.size() != codes.ntotal * codes.code_size):
         raise corrupted(refine_path(path), f"{codes.ntotal} codes of {codes.d}-d vectors for an index of "
                         f"{index.size} {index.dim}-d vectors", path)
+    if index.order is not None and index.order.shape != (index.size,):
+        raise corrupted(order_path(path), f"the rows of {index.order.shape} codes for an index of {index.size}", path)
     return index
