@@ -6,7 +6,7 @@ IVF's training sample), a quarter of the float32 vectors and half of float16 one
 with 3.8 GB of codes mapped instead of 7.7 GB of float16 vectors, and FAISS re-scores in C++ (``IndexRefine``).
 Scores are those of the decoded codes (within ~0.02 of exact for unit vectors). Since format 5 the codes
 are in the order of the IVF lists (the lists hold code numbers, ``index.names.refine.order.npy`` the row of
-each), so the hits of a query, from a few lists, are re-scored from a few runs of codes: 1.45x the queries/s
+each), so the hits of a query, from a few lists, are re-scored from a few runs of codes: 1.37x the queries/s
 of codes in row order at 3M vectors (``benchmarks/refine_order.py``). The codes are
 written a block of vectors at a time, never all in memory: the file is FAISS's own format (the header of
 the trained, empty index with its counts set, then the codes), which ``faiss.read_index`` reads back.
