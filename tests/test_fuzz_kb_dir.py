@@ -35,9 +35,12 @@ class HashEncoder:
         return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
-def build(out: Path, index_type: str) -> Path:
+def build(out: Path, kind: str) -> Path:
+    """A kb_dir with an index of ``kind``: flat, hnsw, ivf, or ivf-sq8 (hits re-scored against 8-bit codes)."""
+    index_type, _, refine = kind.partition("-")
     kb = KnowledgeBase()
     kb.load(DATA / "entities.jsonl")
+    kb.vector_store.configure(refine=refine or "vectors")
     encoder = HashEncoder()
     kb.vectors(encoder, "entities", "{label}: {description}")
     kb.vector_index(encoder, "names", index_type=index_type)
@@ -48,7 +51,7 @@ def build(out: Path, index_type: str) -> Path:
 @pytest.fixture(scope="module")
 def kb_dirs(tmp_path_factory):
     root = tmp_path_factory.mktemp("kb_dirs")
-    return {kind: build(root / kind, kind) for kind in ("flat", "hnsw", "ivf")}
+    return {kind: build(root / kind, kind) for kind in ("flat", "hnsw", "ivf", "ivf-sq8")}
 
 
 def exercise(kb: KnowledgeBase) -> None:
@@ -91,7 +94,7 @@ def names_the_file(message: str, kb_dir: Path, name: str) -> bool:
     return str(kb_dir / name) in message or f"{kb_dir}: entities.popularity.npy or entities.name_start.npy" in message
 
 
-@given(st.sampled_from(["flat", "hnsw"]), st.sampled_from(["size", "none"]), st.data())
+@given(st.sampled_from(["flat", "hnsw", "ivf-sq8"]), st.sampled_from(["size", "none"]), st.data())
 def test_damaged_arrays_are_named_or_harmless(kb_dirs, kind, verify, data):
     source = kb_dirs[kind]
     name = data.draw(st.sampled_from(sorted(p.name for p in source.glob("*.npy"))))
@@ -107,7 +110,7 @@ def test_damaged_arrays_are_named_or_harmless(kb_dirs, kind, verify, data):
         exercise(kb)
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf", "ivf-sq8"])
 def test_full_verification_refuses_every_damaged_file(kb_dirs, kind, tmp_path):
     files = sorted(p.name for p in kb_dirs[kind].iterdir() if p.name != "manifest.json")
     assert (kind == "flat") != ("index.names.faiss" in files)
@@ -136,7 +139,7 @@ def manifest_paths(node, prefix=()):
             yield from manifest_paths(child, (*prefix, key))
 
 
-@given(st.sampled_from(["flat", "hnsw"]), st.sampled_from(["full", "size", "none"]), st.data())
+@given(st.sampled_from(["flat", "hnsw", "ivf-sq8"]), st.sampled_from(["full", "size", "none"]), st.data())
 def test_damaged_manifests_are_named_or_harmless(kb_dirs, kind, verify, data):
     source = kb_dirs[kind]
     manifest = json.loads((source / "manifest.json").read_text())

@@ -10,6 +10,7 @@ import os
 import numpy as np
 import pytest
 
+from glinker.errors import KnowledgeBaseError
 from glinker.kb import KnowledgeBase
 from glinker.kb.vector_index import VectorIndex, _exact_top_k, recall_at
 from glinker.kb.vectors import VectorSet
@@ -165,6 +166,9 @@ def test_refine_sq8_rescores_against_mapped_codes_and_takes_updates(matrix, tmp_
     assert not opened.refine_mapped and opened.refine.ntotal == opened.size == len(matrix)
     for a, b in zip(opened.search(queries, 30), built.search(queries, 30), strict=True):
         np.testing.assert_array_equal(a, b)
+    scores, ids = built.search(queries, 30)  # the added rows' codes are found as those rows
+    assert np.abs(scores - np.einsum("qkd,qd->qk", matrix[ids], queries)).max() < 0.02
+    assert recall_at(ids, _exact_top_k(matrix, queries, 30)[1]) >= 0.9
     opened.save(tmp_path / "again.faiss")
     reopened = VectorIndex.load(tmp_path / "again.faiss", "ivf", opened.params, matrix)
     np.testing.assert_array_equal(reopened.search(queries, 30)[1], built.search(queries, 30)[1])
@@ -213,6 +217,19 @@ def test_kb_dir_with_refine_sq8_lists_and_checks_its_codes_file(matrix, tmp_path
     assert index.refine_mapped and opened.vector_store.refine == "sq8"
     queries = queries_near(matrix, 100)
     assert recall_at(index.search(queries, 30)[1], _exact_top_k(matrix, queries, 30)[1]) >= 0.85
+    order = tmp_path / "kb" / "index.names.refine.order.npy"
+    rows = np.load(order)
+    np.save(order, rows + len(matrix))  # the same size, rows out of range
+    with pytest.raises(KnowledgeBaseError, match=r"index\.names\.refine\.order\.npy: expected 20000 row numbers"):
+        KnowledgeBase.open(tmp_path / "kb", verify="size")
+    np.save(order, rows)
+    original = (tmp_path / "kb" / "manifest.json").read_text()
+    edited = json.loads(original)
+    del edited["index"]["params"]["codes_order"]  # codes in list order read as in row order: refused
+    (tmp_path / "kb" / "manifest.json").write_text(json.dumps(edited))
+    with pytest.raises(KnowledgeBaseError, match="codes_order"):
+        KnowledgeBase.open(tmp_path / "kb")
+    (tmp_path / "kb" / "manifest.json").write_text(original)
     with open(tmp_path / "kb" / "index.names.refine.faiss", "r+b") as handle:
         handle.truncate(1000)
     with pytest.raises(Exception, match="index.names.refine.faiss"):

@@ -42,7 +42,7 @@ from typing import Any
 from ..errors import KnowledgeBaseError
 from .checks import check_size, is_count, manifest_error
 
-FORMAT_VERSION = 5  # the newest this glinker reads; it writes 3 and 4 only where needed (see write_manifest)
+FORMAT_VERSION = 5  # the newest this glinker reads; it writes 3, 4 and 5 only where needed (see write_manifest)
 VERIFY = ("full", "size", "none")
 
 

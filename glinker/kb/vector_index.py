@@ -138,13 +138,14 @@ class VectorIndex:
                 self.refine = in_memory(self.refine)
             for lo in range(0, len(matrix), chunk):
                 part = np.ascontiguousarray(matrix[lo : lo + chunk], dtype=np.float32)
-                if self.order is not None:  # added codes follow the lists' own: numbered as their rows
-                    self.order = np.concatenate([self.order, np.arange(self.size, self.size + len(part))])
                 self.index.add(part)
                 if self.refine is not None:
                     self.refine.add(part)
                 release_pages(matrix)
                 bar.update(len(part))
+            if self.order is not None:  # added codes follow the lists' own, numbered as their rows (the
+                self.order = np.concatenate([self.order, np.arange(len(self.order), self.size)])  # next build
+                # or compaction puts them in list order too)
 
     def extend_to(self, matrix: np.ndarray) -> None:
         """Add the rows of ``matrix`` past the current size; ``matrix`` (all rows) is what ivf re-scores against."""
@@ -219,8 +220,9 @@ class VectorIndex:
             refined = faiss.IndexRefine(self.index, self.refine)
             refined.k_factor = self.params.get("k_factor", 4)
             scores, ids = refined.search(queries, k)
-            if self.order is not None:
-                ids = np.where(ids >= 0, self.order[np.maximum(ids, 0)], -1)
+            order = self.order
+        if order is not None:
+            ids = np.where(ids >= 0, order[np.maximum(ids, 0)], -1)
         scores[ids < 0] = -np.inf
         return best_of(scores, ids, k)
 
@@ -259,15 +261,16 @@ class VectorIndex:
                 self.params["lists"] = "mapped"
             else:
                 replace_file(path, lambda tmp: faiss.write_index(self.index, tmp))
-            if self.refine is None:
-                return [path]
-            replace_file(refine_path(path), lambda tmp: faiss.write_index(self.refine, tmp))
-            if self.refine_mapped:
-                release_mapped(self.refine)  # writing read every mapped code
-            if self.order is None:
-                return [path, refine_path(path)]
-            replace_file(order_path(path), lambda tmp: _save_array(tmp, self.order))
-        return [path, refine_path(path), order_path(path)]
+            written = [path]
+            if self.refine is not None:
+                replace_file(refine_path(path), lambda tmp: faiss.write_index(self.refine, tmp))
+                written.append(refine_path(path))
+                if self.refine_mapped:
+                    release_mapped(self.refine)  # writing read every mapped code
+            if self.order is not None:
+                replace_file(order_path(path), lambda tmp: _save_array(tmp, self.order))
+                written.append(order_path(path))
+        return written
 
     @classmethod
     def load(cls, path: Path | None, kind: str, params: dict[str, Any], vectors: np.ndarray) -> VectorIndex:
@@ -278,12 +281,18 @@ class VectorIndex:
         params = dict(params)
         index = read_mapped(path) if params.get("lists") == "mapped" else faiss.read_index(str(path))
         refine = mapped(refine_path(path)) if params.get("refine") == SQ8 else None
-        order = np.load(order_path(path), mmap_mode="r") if params.get("codes_order") == "lists" else None
+        order = np.load(order_path(path), mmap_mode="r") if refine is not None and lists_ordered(params) else None
         return cls(kind, _tuned(index, kind, params), params, vectors, refine, order)
 
 
+def lists_ordered(params: dict[str, Any]) -> bool:
+    """True where refine sq8's codes are in the order of the IVF lists (format 5; before, in row order)."""
+    return params.get("refine") == SQ8 and params.get("codes_order") == "lists"
+
+
 def _save_array(path: str, array: np.ndarray) -> None:
-    with open(path, "wb") as handle:  # np.save given a name would add ".npy" to it
+    """``np.save`` to the file ``path`` as named (given a name, np.save would add ".npy" to it)."""
+    with open(path, "wb") as handle:
         np.save(handle, np.asarray(array))
 
 

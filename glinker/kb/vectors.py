@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import KnowledgeBaseError
-from .checks import check_size, corrupted, is_count, manifest_error, read_file
-from .columns import load_array, save_in_blocks
+from .checks import check_rows, check_size, corrupted, is_count, manifest_error, read_file
+from .columns import load_array, release_pages, save_in_blocks
 from .sq_refine import REFINES, SQ8, order_path, refine_path
-from .vector_index import INDEX_TYPES, RECALL_TARGET, VectorIndex
+from .vector_index import INDEX_TYPES, RECALL_TARGET, VectorIndex, lists_ordered
 
 KINDS = ("names", "entities", "labels")
 NAME_TEMPLATE = "{label}"
@@ -181,8 +181,13 @@ class VectorStore:
                 or "file" not in index or (index["file"] is None) != (index["type"] == "flat")
                 or (index["file"] is not None and not all(_listed(f, files) for f in _index_files(index)))):
             raise manifest_error(path, "index", f"null or {{type in {INDEX_TYPES}, file listed in 'files' (null for "
-                                                "flat; its refine file too with refine sq8), ntotal, params}} over "
-                                                "the 'names' vectors")
+                                                "flat; its refine and code order files too with refine sq8), ntotal, "
+                                                "params}} over the 'names' vectors")
+        params = index.get("params", {}) if index else {}
+        ordered = params.get("refine") == SQ8 and m.get("format_version", 0) >= 5
+        if params.get("codes_order") != ("lists" if ordered else None):
+            raise manifest_error(path, "index.params.codes_order", "'lists' with refine sq8 from format 5 on, "
+                                                                   "absent otherwise")
 
     @classmethod
     def open(cls, directory: Path, manifest: dict[str, Any]) -> VectorStore:
@@ -214,7 +219,7 @@ def _index_files(index: dict[str, Any]) -> list[str]:
     if params.get("refine") != SQ8 or not isinstance(index["file"], str):
         return [index["file"]]
     path = Path(index["file"])
-    return [index["file"], refine_path(path).name] + ([order_path(path).name] if params.get("codes_order") == "lists" else [])
+    return [index["file"], refine_path(path).name] + ([order_path(path).name] if lists_ordered(params) else [])
 
 
 def _listed(name: Any, files: dict[str, Any]) -> bool:
@@ -244,6 +249,7 @@ def _read_index(directory: Path, manifest: dict[str, Any], vectors: np.ndarray) 
                               or codes.codes.size() != codes.ntotal * codes.code_size):
         raise corrupted(refine_path(path), f"{codes.ntotal} codes of {codes.d}-d vectors for an index of "
                         f"{index.size} {index.dim}-d vectors", path)
-    if index.order is not None and index.order.shape != (index.size,):
-        raise corrupted(order_path(path), f"the rows of {index.order.shape} codes for an index of {index.size}", path)
+    if index.order is not None:  # every code's row must be a row: searches return them
+        check_rows(order_path(path), index.order, index.size, len(vectors), path)
+        release_pages(index.order)
     return index
