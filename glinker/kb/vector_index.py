@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from ..atomic import replace_file
-from .columns import release_pages
+from .columns import load_array, release_pages
 from .ivf_lists import is_fast_scan, lists_in_memory, read_mapped, renumber_in_list_order, write_mapped
 from .sq_refine import (
     REFINES,
@@ -281,7 +281,7 @@ class VectorIndex:
         params = dict(params)
         index = read_mapped(path) if params.get("lists") == "mapped" else faiss.read_index(str(path))
         refine = mapped(refine_path(path)) if params.get("refine") == SQ8 else None
-        order = np.load(order_path(path), mmap_mode="r") if refine is not None and lists_ordered(params) else None
+        order = load_array(order_path(path)) if refine is not None and lists_ordered(params) else None
         return cls(kind, _tuned(index, kind, params), params, vectors, refine, order)
 
 
