@@ -19,6 +19,7 @@ import faiss
 import numpy as np
 from kb_scale import count
 
+from glinker.kb.ivf_lists import list_ids
 from glinker.kb.vector_index import VectorIndex, best_of
 
 DIM = 384
@@ -33,11 +34,8 @@ def clustered(n: int, seed: int, centres: np.ndarray) -> np.ndarray:
 def in_row_order(index: VectorIndex, matrix: np.ndarray):
     """FAISS's IndexRefine over ``index``'s IVF with row ids in its lists and the codes in row order."""
     ivf = faiss.clone_index(index.index)
-    lists = faiss.extract_index_ivf(ivf).invlists
-    for i in range(lists.nlist):
-        if size := lists.list_size(i):
-            ids = faiss.rev_swig_ptr(lists.get_ids(i), size)
-            ids[:] = index.order[ids]
+    for ids in list_ids(ivf):
+        ids[:] = index.order[ids]
     codes = faiss.IndexScalarQuantizer(DIM, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
     codes.sq, codes.is_trained = index.refine.sq, True
     for lo in range(0, len(matrix), 500_000):

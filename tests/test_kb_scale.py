@@ -12,6 +12,7 @@ import pytest
 
 from glinker.errors import KnowledgeBaseError
 from glinker.kb import KnowledgeBase
+from glinker.kb.ivf_lists import list_ids
 from glinker.kb.vector_index import VectorIndex, _exact_top_k, recall_at
 from glinker.kb.vectors import VectorSet
 
@@ -179,20 +180,17 @@ def test_refine_sq8_codes_lie_in_list_order_and_search_as_in_row_order(matrix):
     each), and searches return what the same index with row ids in its lists and codes in row order (a
     kb_dir of format 4) returns."""
     built = VectorIndex.build(matrix[:15_000], "ivf", search={"nprobe": 16, "k_factor": 8}, refine="sq8")
-    order, ivf = built.order, faiss.extract_index_ivf(built.index)
+    order = built.order
     assert np.array_equal(np.sort(order), np.arange(15_000))
-    sizes = [ivf.invlists.list_size(i) for i in range(ivf.nlist)]
-    numbers = [faiss.rev_swig_ptr(ivf.invlists.get_ids(i), n).copy() for i, n in enumerate(sizes) if n]
+    numbers = [ids.copy() for ids in list_ids(built.index)]
     assert np.array_equal(np.concatenate(numbers), np.arange(15_000))
-    assert (np.diff(ivf.quantizer.search(matrix[order], 1)[1][:, 0]) >= 0).all()  # rows grouped by list
+    quantizer = faiss.extract_index_ivf(built.index).quantizer
+    assert (np.diff(quantizer.search(matrix[order], 1)[1][:, 0]) >= 0).all()  # rows grouped by list
     codes = faiss.rev_swig_ptr(built.refine.codes.data(), built.refine.ntotal * built.refine.code_size)
     assert np.array_equal(codes, built.refine.sa_encode(matrix[order]).ravel())
     rows_index = faiss.clone_index(built.index)
-    lists = faiss.extract_index_ivf(rows_index).invlists
-    for i, n in enumerate(sizes):
-        if n:
-            ids = faiss.rev_swig_ptr(lists.get_ids(i), n)
-            ids[:] = order[ids]
+    for ids in list_ids(rows_index):
+        ids[:] = order[ids]
     rows_codes = faiss.IndexScalarQuantizer(built.dim, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
     rows_codes.sq, rows_codes.is_trained = built.refine.sq, True
     rows_codes.add(matrix[:15_000])

@@ -11,6 +11,7 @@ copies them back into ``BlockInvertedLists`` before vectors are added (a KB upda
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -48,25 +49,29 @@ def write_mapped(index, path: Path, name: str | None = None) -> None:
                 handle.write(padded.tobytes())
 
 
+def list_ids(index) -> Iterator[np.ndarray]:
+    """The ids of each non-empty inverted list of ``index`` (lists in memory), in list order, as int64 views
+    that can be written to."""
+    import faiss
+
+    lists = faiss.extract_index_ivf(index).invlists
+    for i in range(lists.nlist):
+        if size := lists.list_size(i):
+            pointer = lists.get_ids(i)
+            yield faiss.rev_swig_ptr(pointer, size)
+            lists.release_ids(i, pointer)
+
+
 def renumber_in_list_order(index) -> np.ndarray:
     """Renumber the ids held by ``index``'s inverted lists (in memory) 0..n-1, list after list; returns the
     id each number replaces. What is stored per id beside the index (refine sq8's codes) can then be laid out
     in list order, so that a query's hits, from a few lists, lie in a few runs rather than all over it."""
-    import faiss
-
-    ivf = faiss.extract_index_ivf(index)
-    lists = ivf.invlists
-    order = np.empty(ivf.ntotal, np.int64)
+    order = np.empty(index.ntotal, np.int64)
     start = 0
-    for i in range(ivf.nlist):
-        size = lists.list_size(i)
-        if size:
-            pointer = lists.get_ids(i)
-            ids = faiss.rev_swig_ptr(pointer, size)
-            order[start : start + size] = ids
-            ids[:] = np.arange(start, start + size)
-            lists.release_ids(i, pointer)
-            start += size
+    for ids in list_ids(index):
+        order[start : start + len(ids)] = ids
+        ids[:] = np.arange(start, start + len(ids))
+        start += len(ids)
     return order
 
 

@@ -103,7 +103,8 @@ def _read_through(path: Path, block: int = 8 << 20) -> None:
 
 def encoded(quantizer, matrix: np.ndarray, rows: np.ndarray | None = None):
     """The codes of ``matrix`` (its ``rows`` in that order, when given), memory-mapped from a temporary file
-    (removed once mapped: the mapping keeps it) beside the file ``matrix`` is mapped from, if it is (the system's temporary folder may be memory)."""
+    (removed once mapped: the mapping keeps it) beside the file ``matrix`` is mapped from, if it is (the
+    system's temporary folder may be memory)."""
     folder = Path(matrix.filename).parent if isinstance(getattr(matrix, "filename", None), str) else None
     handle, name = tempfile.mkstemp(prefix=".glinker-sq8-", suffix=".faiss", dir=folder)
     os.close(handle)

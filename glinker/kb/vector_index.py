@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from ..atomic import replace_file
-from .columns import load_array, release_pages
+from .columns import load_array, release_pages, save_in_blocks
 from .ivf_lists import is_fast_scan, lists_in_memory, read_mapped, renumber_in_list_order, write_mapped
 from .sq_refine import (
     REFINES,
@@ -143,9 +143,8 @@ class VectorIndex:
                     self.refine.add(part)
                 release_pages(matrix)
                 bar.update(len(part))
-            if self.order is not None:  # added codes follow the lists' own, numbered as their rows (the
-                self.order = np.concatenate([self.order, np.arange(len(self.order), self.size)])  # next build
-                # or compaction puts them in list order too)
+            if self.order is not None:  # added codes come after the others, numbered as their rows
+                self.order = np.concatenate([self.order, np.arange(len(self.order), self.size)])
 
     def extend_to(self, matrix: np.ndarray) -> None:
         """Add the rows of ``matrix`` past the current size; ``matrix`` (all rows) is what ivf re-scores against."""
@@ -268,7 +267,7 @@ class VectorIndex:
                 if self.refine_mapped:
                     release_mapped(self.refine)  # writing read every mapped code
             if self.order is not None:
-                replace_file(order_path(path), lambda tmp: _save_array(tmp, self.order))
+                replace_file(order_path(path), lambda tmp: save_in_blocks(Path(tmp), self.order, "int64"))
                 written.append(order_path(path))
         return written
 
@@ -281,19 +280,13 @@ class VectorIndex:
         params = dict(params)
         index = read_mapped(path) if params.get("lists") == "mapped" else faiss.read_index(str(path))
         refine = mapped(refine_path(path)) if params.get("refine") == SQ8 else None
-        order = load_array(order_path(path)) if refine is not None and lists_ordered(params) else None
+        order = load_array(order_path(path)) if lists_ordered(params) else None
         return cls(kind, _tuned(index, kind, params), params, vectors, refine, order)
 
 
 def lists_ordered(params: dict[str, Any]) -> bool:
     """True where refine sq8's codes are in the order of the IVF lists (format 5; before, in row order)."""
     return params.get("refine") == SQ8 and params.get("codes_order") == "lists"
-
-
-def _save_array(path: str, array: np.ndarray) -> None:
-    """``np.save`` to the file ``path`` as named (given a name, np.save would add ".npy" to it)."""
-    with open(path, "wb") as handle:
-        np.save(handle, np.asarray(array))
 
 
 @functools.cache
