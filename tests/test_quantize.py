@@ -70,23 +70,49 @@ def test_int8_encoder_close_to_float32(tmp_path):
     assert not np.array_equal(a, b)  # int8 really ran
 
 
-def test_gliner_int8_keeps_the_feed_forward_outputs_float32(tmp_path):
-    """GLiNER's encoders lose span F1 when their feed-forward output projections are int8 (measured in
-    benchmarks/quantize_gate.py): those stay float32, every other Linear is int8, and the cache says so."""
+@pytest.mark.parametrize("native_bf16", [True, False])
+def test_gliner_int8_keeps_feed_forward_layers_and_heads_out_of_int8(tmp_path, monkeypatch, native_bf16):
+    """GLiNER loses span F1 when its encoders' feed-forward layers or its span heads are int8 (measured
+    in benchmarks/quantize_gate.py): those run in bfloat16 on a CPU that multiplies it natively, else in
+    float32; the attention projections are int8; the model id and the cache name say which."""
     import torch
 
     from glinker.models.gliner import GlinerModel
 
+    monkeypatch.setattr(quantize, "native_bfloat16", lambda: native_bf16)
     source = tiny_gliner(tmp_path / "gliner", tiny_bert(tmp_path / "bert", hidden=32), bi_encoder=True)
-    model = GlinerModel(source, quantize="int8").model
-    kinds = {name: type(m) for name, m in model.named_modules() if isinstance(m, torch.nn.Module)}
-    kept = [name for name, kind in kinds.items() if kind is torch.nn.Linear]
-    int8 = [name for name, kind in kinds.items() if kind is torch.ao.nn.quantized.dynamic.Linear]
-    assert kept and all(name.endswith(".output.dense") and ".attention." not in name for name in kept)
-    assert sum(".attention.output.dense" in name for name in int8) == len(kept)  # one of each per block
-    assert any(".intermediate.dense" in name for name in int8) and len(int8) > len(kept)
-    assert [p.name for p in (tmp_path / "gliner" / quantize.CACHE_FOLDER).iterdir()][0].startswith(
-        f"{quantize.source_checksum(tmp_path / 'gliner')}.int8-pc-")
+    loaded = GlinerModel(source, quantize="int8")
+    modules = dict(loaded.model.named_modules())
+    kept = [name for name, m in modules.items() if type(m) is torch.nn.Linear]
+    int8 = [name for name, m in modules.items() if type(m) is torch.ao.nn.quantized.dynamic.Linear]
+    blocks = [name.removesuffix(".attention.self.query") for name in int8 if name.endswith(".attention.self.query")]
+    assert blocks and all(".token_rep_layer." in name and not quantize.feed_forward(name) for name in int8)
+    assert sum(".attention." in name for name in int8) == 4 * len(blocks)  # query, key, value, output
+    assert {f"{b}.intermediate.dense" for b in blocks} | {f"{b}.output.dense" for b in blocks} <= set(kept)
+    assert any(name.startswith("model.span_rep_layer.") for name in kept)  # the heads
+    assert {modules[name].weight.dtype for name in kept} == {torch.bfloat16 if native_bf16 else torch.float32}
+    assert loaded.model_id.endswith("+int8-bf16" if native_bf16 else "+int8")
+    kind = "int8-pc-bf16-" if native_bf16 else "int8-pc-"
+    cached = [p.name for p in (tmp_path / "gliner" / quantize.CACHE_FOLDER).iterdir()]
+    assert cached and all(p.startswith(f"{quantize.source_checksum(tmp_path / 'gliner')}.{kind}") for p in cached)
+
+
+def test_gliner_int8_with_bfloat16_outputs_stays_close_to_float32(tmp_path, monkeypatch):
+    """The token representations of the int8 GLiNER (bfloat16 feed-forward outputs) stay within a
+    stated tolerance of float32's, and float32 leaves and enters each bfloat16 Linear."""
+    import torch
+
+    from glinker.models.gliner import GlinerModel
+
+    monkeypatch.setattr(quantize, "native_bfloat16", lambda: True)
+    source = tiny_gliner(tmp_path / "gliner", tiny_bert(tmp_path / "bert", hidden=32), bi_encoder=True)
+    fp32, int8 = GlinerModel(source), GlinerModel(source, quantize="int8")
+    batch = fp32.tokenizer(TEXTS, padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        a, b = (g.model.model.token_rep_layer.encode_text(batch["input_ids"], batch["attention_mask"]) for g in (fp32, int8))
+    assert a.dtype == b.dtype == torch.float32
+    real = batch["attention_mask"].bool()
+    assert 0 < (a[real] - b[real]).abs().max() < 0.05 * a[real].abs().max()
 
 
 def test_cache_reused_then_invalidated_when_source_changes(tmp_path, monkeypatch):

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import ConfigError, InputError, LimitError
 from .base import EntityTextEncoder, LoadedModel
-from .quantize import ffn_output, quantize_loaded
+from .quantize import gliner_not_int8, quantize_loaded
 from .resolve import ResolvedModel
 
 # span modes whose representation of a span depends on its two ends only (plus the whole text)
@@ -85,7 +85,7 @@ class GlinerModel(LoadedModel):
             warnings.simplefilter("ignore")
             model = GLiNER.from_pretrained(resolved.load_target, local_files_only=resolved.path is not None,
                                            token=token, map_location=self.device)
-        return quantize_loaded(self, model, resolved.path, keep_float32=ffn_output)
+        return quantize_loaded(self, model, resolved.path, not_int8=gliner_not_int8)
 
     # ------------------------------------------------------------------ words and windows
 
