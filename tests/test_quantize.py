@@ -95,11 +95,13 @@ def test_gliner_int8_keeps_feed_forward_layers_and_heads_out_of_int8(tmp_path, m
     kind = "int8-pc-bf16-" if native_bf16 else "int8-pc-"
     cached = [p.name for p in (tmp_path / "gliner" / quantize.CACHE_FOLDER).iterdir()]
     assert cached and all(p.startswith(f"{quantize.source_checksum(tmp_path / 'gliner')}.{kind}") for p in cached)
+    assert native_bf16 or not any("bf16" in p for p in cached)
 
 
-def test_gliner_int8_with_bfloat16_outputs_stays_close_to_float32(tmp_path, monkeypatch):
-    """The token representations of the int8 GLiNER (bfloat16 feed-forward outputs) stay within a
-    stated tolerance of float32's, and float32 leaves and enters each bfloat16 Linear."""
+def test_gliner_int8_with_bfloat16_layers_stays_close_to_float32_also_from_the_cache(tmp_path, monkeypatch):
+    """The token representations of the int8 GLiNER (feed-forward layers and heads in bfloat16) are
+    float32 and stay within a stated tolerance of float32's; loaded again, from the conversion cache,
+    it has the same bfloat16 layers and gives the same representations."""
     import torch
 
     from glinker.models.gliner import GlinerModel
@@ -107,12 +109,33 @@ def test_gliner_int8_with_bfloat16_outputs_stays_close_to_float32(tmp_path, monk
     monkeypatch.setattr(quantize, "native_bfloat16", lambda: True)
     source = tiny_gliner(tmp_path / "gliner", tiny_bert(tmp_path / "bert", hidden=32), bi_encoder=True)
     fp32, int8 = GlinerModel(source), GlinerModel(source, quantize="int8")
+    saved = []
+    write = quantize.replace_file
+    monkeypatch.setattr(quantize, "replace_file", lambda path, fill: (saved.append(path), write(path, fill)))
+    cached = GlinerModel(source, quantize="int8")
+    assert not saved  # read from the cache, not converted again
     batch = fp32.tokenizer(TEXTS, padding=True, return_tensors="pt")
     with torch.inference_mode():
-        a, b = (g.model.model.token_rep_layer.encode_text(batch["input_ids"], batch["attention_mask"]) for g in (fp32, int8))
+        a, b, c = (g.model.model.token_rep_layer.encode_text(batch["input_ids"], batch["attention_mask"])
+                   for g in (fp32, int8, cached))
     assert a.dtype == b.dtype == torch.float32
     real = batch["attention_mask"].bool()
     assert 0 < (a[real] - b[real]).abs().max() < 0.05 * a[real].abs().max()
+    assert torch.equal(b, c)
+
+
+def test_tied_weights_stay_float32(monkeypatch):
+    """A Linear whose weight is tied to another module (an output layer tied to its embeddings) is not
+    cast to bfloat16, which would cast the embedding table with it."""
+    import torch
+
+    monkeypatch.setattr(quantize, "native_bfloat16", lambda: True)
+    model = torch.nn.Sequential(torch.nn.Embedding(10, 8), torch.nn.Linear(8, 10, bias=False), torch.nn.Linear(10, 4))
+    model[1].weight = model[0].weight
+    quantized, bf16 = quantize.int8_model(model, None, not_int8=lambda name: True)
+    assert bf16 == ["2"]
+    assert quantized[0].weight.dtype == quantized[1].weight.dtype == torch.float32
+    assert quantized[2].weight.dtype == torch.bfloat16
 
 
 def test_cache_reused_then_invalidated_when_source_changes(tmp_path, monkeypatch):

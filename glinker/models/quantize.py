@@ -7,8 +7,8 @@ its encoders' feed-forward layers and its span and prompt heads (``gliner_not_in
 bfloat16 on a CPU that multiplies it natively (AVX512-BF16 or AMX: about twice float32's speed), in
 float32 elsewhere. Chosen on a trained GLiNER (benchmarks/quantize_gate.py and README "int8"): its
 feed-forward input projections are the layers int8 hurts most (span agreement with float32 on 100
-dev abstracts 0.909 with only the feed-forward outputs kept out of int8, 0.966 with both, 0.978 with
-the heads too, 0.997 for the whole model in bfloat16). The int8 weights are written once
+dev abstracts, the layers kept out of int8 in bfloat16: 0.923 with the feed-forward outputs, 0.966
+with inputs and outputs, 0.978 with the heads too, 0.997 for the whole model in bfloat16). The int8 weights are written once
 to a cache keyed by the SHA-256 of the source's files and by the layers quantized,
 beside the source (``SOURCE/.glinker-quantized/``) or, when the source folder is read-only, under
 ``$GLINKER_CACHE`` (default ``~/.cache/glinker``); a changed source has another checksum, so it is
@@ -69,16 +69,21 @@ def id_suffix(quantize: str, runtime: str = "torch") -> str:
     return f"+onnx-{quantize}" if runtime == "onnx" else f"+{quantize}"
 
 
+FEED_FORWARD_BLOCKS = ("mlp", "DenseReluDense")  # ModernBERT and Llama-style; T5
+
+
 def feed_forward(name: str) -> bool:
-    """A transformer block's feed-forward layer: its input or output projection (Hugging Face
-    BERT-style names)."""
+    """A transformer block's feed-forward layer: ``intermediate.dense`` or ``output.dense`` outside the
+    attention (BERT, DeBERTa, XLM-R names), or any Linear of an ``mlp`` / ``DenseReluDense`` block."""
     parts = name.split(".")
+    if len(parts) >= 2 and parts[-2] in FEED_FORWARD_BLOCKS:
+        return True
     return parts[-2:] == ["intermediate", "dense"] or (parts[-2:] == ["output", "dense"] and "attention" not in parts)
 
 
 def gliner_not_int8(name: str) -> bool:
     """The Linear layers of a GLiNER that stay out of int8, chosen by the accuracy gate: its encoders'
-    feed-forward layers and the heads after the encoders (span and prompt projections)."""
+    feed-forward layers and the span and prompt heads (every Linear outside ``token_rep_layer``)."""
     return feed_forward(name) or "token_rep_layer" not in name.split(".")
 
 
@@ -105,7 +110,9 @@ def int8_model(model, source: Path | None, not_int8: Callable[[str], bool] | Non
 
     linears = {name: module for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
     names = [name for name in linears if not (not_int8 and not_int8(name))]
-    bf16 = [name for name in linears if name not in names] if native_bfloat16() else []
+    shared = _shared_parameters(model)  # a weight tied to an embedding table stays float32, as that table
+    kept = [name for name in linears if name not in names and id(linears[name].weight) not in shared]
+    bf16 = kept if kept and native_bfloat16() else []
     layers = hashlib.sha256("\n".join(names).encode()).hexdigest()[:12]
     kind = "int8-pc-bf16" if bf16 else "int8-pc"
     path = None if source is None else cache_folder(source) / f"{source_checksum(source)}.{kind}-{layers}.pt"
@@ -124,16 +131,25 @@ def int8_model(model, source: Path | None, not_int8: Callable[[str], bool] | Non
 
 def native_bfloat16() -> bool:
     """Whether this CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX), where a bfloat16 Linear
-    takes about half the time of a float32 one."""
+    takes about half the time of a float32 one (False where torch cannot tell)."""
     import torch
 
-    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    checks = (getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    return any(check() for check in checks if check is not None)
 
 
 def run_in_bfloat16(linear) -> None:
-    """Make ``linear`` hold bfloat16 weights and run on its input cast to bfloat16, its output cast back."""
+    """Make ``linear`` hold bfloat16 weights and run on its input cast to them, its output cast back to float32."""
     import torch
 
     linear.to(torch.bfloat16)
-    linear.register_forward_pre_hook(lambda _, args: (args[0].to(torch.bfloat16), *args[1:]))
+    linear.register_forward_pre_hook(lambda layer, args: (args[0].to(layer.weight.dtype), *args[1:]))
     linear.register_forward_hook(lambda _, args, out: out.float())
+
+
+def _shared_parameters(model) -> set[int]:
+    """The ids of parameters that more than one module holds (tied weights)."""
+    seen: dict[int, int] = {}
+    for _, parameter in model.named_parameters(remove_duplicate=False):
+        seen[id(parameter)] = seen.get(id(parameter), 0) + 1
+    return {key for key, count in seen.items() if count > 1}
