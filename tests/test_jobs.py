@@ -221,6 +221,28 @@ def test_resume_is_refused_when_config_kb_or_options_change(bulk, tmp_path):
     assert again["docs"] == 3 and len(read_lines(out)) == 3
 
 
+def test_an_int8_job_resumes_only_on_a_cpu_with_the_same_bfloat16_support(bulk, tmp_path, monkeypatch):
+    """int8 GLiNER layers run in bfloat16 on some CPUs only, so the job's fingerprint records which
+    (only when a node is int8: other jobs' fingerprints are unchanged) and a resume elsewhere is refused."""
+    from glinker.jobs import runner
+
+    int8 = tmp_path / "int8.yaml"
+    int8.write_text(CONFIG.replace("backend: dense,", "backend: dense, quantize: int8,"))
+    out = tmp_path / "out.jsonl"
+    assert "int8_bfloat16" not in LinkJob(bulk.config, bulk.kb, bulk.docs, out).fingerprint()["options"]
+    prints = {}
+    for native in (True, False):
+        monkeypatch.setattr(runner, "native_bfloat16", lambda native=native: native)
+        prints[native] = LinkJob(int8, bulk.kb, bulk.docs, out).fingerprint()
+    assert prints[True]["options"]["int8_bfloat16"] is True and prints[False]["options"]["int8_bfloat16"] is False
+    kb = bulk.kb_rows  # the kb_dir holds float32 vectors; an int8 pipeline embeds the rows itself
+    first = run_local(LinkJob(int8, kb, bulk.docs, out, batch_size=4, limit=4, progress=False))
+    assert first["docs"] == 4
+    monkeypatch.setattr(runner, "native_bfloat16", lambda: True)
+    with pytest.raises(InputError, match="int8_bfloat16: False -> True"):
+        run_local(LinkJob(int8, kb, bulk.docs, out, batch_size=4, resume=True, progress=False))
+
+
 def test_gzip_and_text_formats_give_the_same_records(bulk, tmp_path):
     rows = bulk.rows[:12]
     plain = tmp_path / "in.jsonl"
