@@ -110,3 +110,16 @@ def test_vectors_of_another_encoder_or_template_are_refused_when_the_pipeline_is
     with pytest.raises(KnowledgeBaseError, match=r"labels vectors were made with template '\{label\}'.*pipeline"):
         labels.require_vectors("fake-encoder", "labels", "{label}: {description}")  # what a GLiNER linker declares
     labels.require_vectors("fake-encoder", "labels", "{label}")
+
+
+def test_vectors_of_the_same_int8_model_on_another_kind_of_cpu_are_refused_with_why(tmp_path):
+    """int8 GLiNER ids end in +int8-bf16 on CPUs with native bfloat16 and +int8 elsewhere: the refusal
+    says the CPU is what differs, not the configuration."""
+    from glinker.kb.base import _check_space
+
+    manifest = {"encoder": "gliner+int8-bf16", "vectors": {"labels": {"template": "{label}"}}}
+    with pytest.raises(KnowledgeBaseError, match=r"runs 'gliner\+int8'.*bfloat16.*on this kind of CPU"):
+        _check_space(manifest, tmp_path, "labels", "gliner+int8", "{label}")
+    with pytest.raises(KnowledgeBaseError, match="rebuild with `glinker kb build --encoder other"):
+        _check_space(manifest, tmp_path, "labels", "other+int8", "{label}")
+    _check_space(manifest, tmp_path, "labels", "gliner+int8-bf16", "{label}")

@@ -257,10 +257,17 @@ def _check_space(manifest: dict[str, Any] | None, path: Path | None, kind: str, 
     silently re-embedding the whole KB in another space."""
     if not manifest or not manifest.get("encoder") or kind not in manifest.get("vectors", {}):
         return
-    if manifest["encoder"] != encoder_id:
+    made = manifest["encoder"]
+    if made != encoder_id and made.removesuffix("-bf16") == encoder_id.removesuffix("-bf16"):
         raise KnowledgeBaseError(
-            f"{path}: the KB vectors were made with encoder {manifest['encoder']!r}, but the pipeline uses "
-            f"{encoder_id!r}; rebuild with `glinker kb build --encoder {encoder_id}` or configure {manifest['encoder']!r}"
+            f"{path}: the KB vectors were made by {made!r}, this machine runs {encoder_id!r}: int8 runs some "
+            "layers in bfloat16 on CPUs that multiply it natively only, so the vectors differ; rebuild the "
+            "kb_dir on this kind of CPU"
+        )
+    if made != encoder_id:
+        raise KnowledgeBaseError(
+            f"{path}: the KB vectors were made with encoder {made!r}, but the pipeline uses "
+            f"{encoder_id!r}; rebuild with `glinker kb build --encoder {encoder_id}` or configure {made!r}"
         )
     built = manifest["vectors"][kind]
     if kind != "names" and built.get("template") != template:
