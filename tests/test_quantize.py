@@ -28,6 +28,14 @@ def minilm_copy(tmp_path_factory) -> str:
     return str(shutil.copytree(minilm_path(), tmp_path_factory.mktemp("models") / "minilm"))
 
 
+def conversions(monkeypatch) -> list:
+    """The cache files written from now on (each int8 conversion writes one)."""
+    saved = []
+    write = quantize.replace_file
+    monkeypatch.setattr(quantize, "replace_file", lambda path, fill: (saved.append(path), write(path, fill)))
+    return saved
+
+
 def _run(config: dict, example_kb_path, texts: list[str]):
     """The executor, each mention's L2 candidate ids, and its L3 link with every candidate's score."""
     from glinker import DAGExecutor
@@ -109,9 +117,7 @@ def test_gliner_int8_with_bfloat16_layers_stays_close_to_float32_also_from_the_c
     monkeypatch.setattr(quantize, "native_bfloat16", lambda: True)
     source = tiny_gliner(tmp_path / "gliner", tiny_bert(tmp_path / "bert", hidden=32), bi_encoder=True)
     fp32, int8 = GlinerModel(source), GlinerModel(source, quantize="int8")
-    saved = []
-    write = quantize.replace_file
-    monkeypatch.setattr(quantize, "replace_file", lambda path, fill: (saved.append(path), write(path, fill)))
+    saved = conversions(monkeypatch)
     cached = GlinerModel(source, quantize="int8")
     assert not saved  # read from the cache, not converted again
     batch = fp32.tokenizer(TEXTS, padding=True, return_tensors="pt")
@@ -144,9 +150,7 @@ def test_cache_reused_then_invalidated_when_source_changes(tmp_path, monkeypatch
 
     source = tmp_path / "bert"
     tiny_bert(source, hidden=64)
-    saved = []
-    write = quantize.replace_file
-    monkeypatch.setattr(quantize, "replace_file", lambda path, fill: (saved.append(path), write(path, fill)))
+    saved = conversions(monkeypatch)
     first = TextEncoder(str(source), quantize="int8").encode(TEXTS)
     assert len(saved) == 1 and saved[0].parent == source / quantize.CACHE_FOLDER
     assert saved[0].name.startswith(quantize.source_checksum(source))

@@ -106,17 +106,17 @@ class LinkJob:
 
     def fingerprint(self) -> dict[str, Any]:
         """What decides the output bytes; a resumed job must match it exactly."""
-        pipeline = load_pipeline(self.config, self.device)
+        pipeline = load_pipeline(self.config, self.device).to_dict()
         options = {
             "format": self.reader.format, "text_field": self.reader.text_field, "id_field": self.reader.id_field,
             "batch_size": self.batch_size, "candidates": self.candidates,
             "max_text_chars": self.reader.max_text_chars,
             "rejects": None if self.rejects is None else str(self.rejects),
         }
-        if any(node.get("config", {}).get("quantize") == "int8" for node in pipeline.to_dict()["nodes"]):
+        if any(node.get("config", {}).get("quantize") == "int8" for node in pipeline["nodes"]):
             # the layers int8 keeps out run in bfloat16 on some CPUs only: another CPU, other bytes
             options["int8_bfloat16"] = native_bfloat16()
-        return {"config": sha256_json(pipeline.to_dict()), "kb": kb_fingerprint(self.kb),
+        return {"config": sha256_json(pipeline), "kb": kb_fingerprint(self.kb),
                 "input": input_fingerprint(self.input), "options": options}
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import KnowledgeBaseError
+from ..models.quantize import BF16_SUFFIX
 from .names import NameIndex
 from .reader import EntitySource, OnError
 from .storage import manifest_sha256, read_manifest, verify_files, write_atomically, write_manifest
@@ -258,7 +259,7 @@ def _check_space(manifest: dict[str, Any] | None, path: Path | None, kind: str, 
     if not manifest or not manifest.get("encoder") or kind not in manifest.get("vectors", {}):
         return
     made = manifest["encoder"]
-    if made != encoder_id and made.removesuffix("-bf16") == encoder_id.removesuffix("-bf16"):
+    if made != encoder_id and made.removesuffix(BF16_SUFFIX) == encoder_id.removesuffix(BF16_SUFFIX):
         raise KnowledgeBaseError(
             f"{path}: the KB vectors were made by {made!r}, this machine runs {encoder_id!r}: int8 runs some "
             "layers in bfloat16 on CPUs that multiply it natively only, so the vectors differ; rebuild the "

@@ -23,6 +23,7 @@ import hashlib
 import logging
 import os
 import warnings
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from ..errors import ConfigError
 QUANTIZE_MODES = ("none", "int8")
 CACHE_ENV = "GLINKER_CACHE"
 CACHE_FOLDER = ".glinker-quantized"
+BF16_SUFFIX = "-bf16"  # after +int8 in the id of a model some of whose layers run in bfloat16
 
 log = logging.getLogger("glinker.models")
 
@@ -96,7 +98,7 @@ def quantize_loaded(loaded, model, source: Path | None, not_int8: Callable[[str]
     if not str(loaded.device).startswith("cpu"):
         raise ConfigError(f"model {loaded.name!r}: quantize {mode!r} runs on the CPU only, not on {loaded.device!r}")
     model, in_bf16 = int8_model(model, source, not_int8)
-    loaded.model_id += id_suffix(mode) + ("-bf16" if in_bf16 else "")
+    loaded.model_id += id_suffix(mode) + (BF16_SUFFIX if in_bf16 else "")
     log.info("model %s runs with int8 weights (torch dynamic quantization)%s", loaded.name,
              f"; {len(in_bf16)} Linear layers in bfloat16" if in_bf16 else "")
     return model
@@ -109,9 +111,10 @@ def int8_model(model, source: Path | None, not_int8: Callable[[str], bool] | Non
     import torch
 
     linears = {name: module for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
-    names = [name for name in linears if not (not_int8 and not_int8(name))]
-    shared = _shared_parameters(model)  # a weight tied to an embedding table stays float32, as that table
-    kept = [name for name in linears if name not in names and id(linears[name].weight) not in shared]
+    out = {name for name in linears if not_int8 and not_int8(name)}
+    names = [name for name in linears if name not in out]
+    tied = _tied_parameters(model) if out else set()  # a weight tied to an embedding table stays float32, as it
+    kept = [name for name in linears if name in out and id(linears[name].weight) not in tied]
     bf16 = kept if kept and native_bfloat16() else []
     layers = hashlib.sha256("\n".join(names).encode()).hexdigest()[:12]
     kind = "int8-pc-bf16" if bf16 else "int8-pc"
@@ -147,9 +150,7 @@ def run_in_bfloat16(linear) -> None:
     linear.register_forward_hook(lambda _, args, out: out.float())
 
 
-def _shared_parameters(model) -> set[int]:
+def _tied_parameters(model) -> set[int]:
     """The ids of parameters that more than one module holds (tied weights)."""
-    seen: dict[int, int] = {}
-    for _, parameter in model.named_parameters(remove_duplicate=False):
-        seen[id(parameter)] = seen.get(id(parameter), 0) + 1
-    return {key for key, count in seen.items() if count > 1}
+    holders = Counter(id(parameter) for _, parameter in model.named_parameters(remove_duplicate=False))
+    return {key for key, count in holders.items() if count > 1}
